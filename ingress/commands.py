@@ -1,0 +1,141 @@
+"""Parsing and checking one command: bytes → :class:`Command`, or a coded error.
+
+Order (cheapest first): size → UTF-8 and strict JSON → envelope (``id``,
+``cmd``) → the command's own fields. The duplicate-id guard and the checks
+against the libraries come after, in :mod:`ingress.service`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from modellib.errors import did_you_mean
+from modellib.validation import StrictString, first_error
+
+from .errors import CommandNotPermitted, InvalidCommand, InvalidJson, TooLarge
+
+__all__ = ["Command", "parse_command", "check_fields", "sniff_id", "COMMANDS", "AVAILABLE", "ID_RE"]
+
+ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+COMMANDS = ("ping", "describe", "run", "call", "stop", "set", "jobs",
+            "put_instance", "delete_instance")
+AVAILABLE = ("ping", "describe", "run")
+"""The commands this version answers; the others get ``not_permitted``."""
+_ID_SNIFF = re.compile(rb'"id"\s*:\s*"([A-Za-z0-9._:-]{1,128})"')
+
+
+@dataclass
+class Command:
+    id: str
+    cmd: str
+    body: dict[str, Any]
+    dup: bool = False
+    reply_to: str | None = None
+    correlation: bytes | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _NoFields(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class RunSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    scenario = fields.Dict()
+    template = StrictString(validate=validate.Length(1, 128))
+    args = fields.Dict(load_default=dict)
+
+
+_SCHEMAS: dict[str, Schema] = {"ping": _NoFields(), "describe": _NoFields(), "run": RunSchema()}
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity); send null")
+
+
+def sniff_id(payload: bytes) -> str | None:
+    """The request id of a command too large or too broken to parse, if one is readable."""
+    match = _ID_SNIFF.search(payload[:4096])
+    return match.group(1).decode() if match else None
+
+
+def parse_command(payload: bytes, *, max_bytes: int) -> Command:
+    """Check one command message; raise a :class:`CommandError` on the first problem."""
+    if len(payload) > max_bytes:
+        raise TooLarge(
+            f"the command has {len(payload)} bytes; this controller takes at most {max_bytes}",
+            request_id=sniff_id(payload),
+        )
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidJson(f"the command is not UTF-8 text (byte {exc.start} is invalid)",
+                          request_id=sniff_id(payload)) from None
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise InvalidJson(f"the command is not valid JSON: {exc}",
+                          request_id=sniff_id(payload)) from None
+    except RecursionError:
+        raise InvalidJson("the command is nested too deeply to read",
+                          request_id=sniff_id(payload)) from None
+    if not isinstance(data, dict):
+        raise InvalidCommand(
+            f"a command must be a JSON object like {{\"id\": \"job-1\", \"cmd\": \"ping\"}}, "
+            f"not a {type(data).__name__ if data is not None else 'null'}"
+        )
+    rid = data.get("id")
+    if rid is None:
+        raise InvalidCommand("the command has no 'id': give a unique id such as \"job-42\"",
+                             path="id")
+    if not isinstance(rid, str) or not ID_RE.match(rid):
+        raise InvalidCommand(
+            "'id' must be a string of 1-128 letters, digits, '.', '_', ':' or '-', "
+            f"got {json.dumps(rid)[:60]}",
+            path="id",
+        )
+    cmd = data.get("cmd")
+    if cmd is None:
+        raise InvalidCommand(
+            f"the command has no 'cmd': use one of {', '.join(COMMANDS)}",
+            path="cmd", request_id=rid,
+        )
+    if not isinstance(cmd, str) or cmd not in COMMANDS:
+        raise InvalidCommand(
+            f"unknown cmd {json.dumps(cmd)[:60]}{did_you_mean(cmd, COMMANDS)}",
+            path="cmd", request_id=rid,
+        )
+    if cmd not in AVAILABLE:
+        raise CommandNotPermitted(
+            f"command {cmd!r} is not available on this controller (it answers: "
+            f"{', '.join(AVAILABLE)})",
+            path="cmd", request_id=rid,
+        )
+    body = {k: v for k, v in data.items() if k not in ("id", "cmd")}
+    return Command(id=rid, cmd=cmd, body=body)
+
+
+def check_fields(command: Command) -> None:
+    """Check the command's own fields (after the duplicate-id guard); fill defaults."""
+    rid, cmd, schema = command.id, command.cmd, _SCHEMAS[command.cmd]
+    try:
+        body = schema.load(command.body)
+    except ValidationError as exc:
+        raise first_error(exc, schema, "", data=command.body) from None
+    if cmd == "run":
+        has_scenario, has_template = "scenario" in body, "template" in body
+        if has_scenario == has_template:
+            raise InvalidCommand(
+                "'run' needs either 'scenario' (an object) or 'template' (a name), "
+                "not " + ("both" if has_scenario else "neither"),
+                path="scenario", request_id=rid,
+            )
+    command.body = body

@@ -1,0 +1,57 @@
+"""Errors of the ingress: what is wrong with a command before it reaches the libraries.
+
+Tree::
+
+    modellib.CodedError
+    └── CommandError            base; ``request_id`` is set when the id is known
+        ├── InvalidJson         code ``invalid_json``
+        ├── InvalidCommand      code ``invalid_command`` (no/bad id, unknown cmd, …)
+        ├── TooLarge            code ``too_large``
+        ├── DuplicateId         code ``duplicate_id``
+        ├── UnknownTemplate     code ``unknown_template``
+        └── CommandNotPermitted code ``not_permitted``
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modellib.errors import CodedError
+
+__all__ = ["CommandError", "InvalidJson", "InvalidCommand", "TooLarge", "DuplicateId",
+           "UnknownTemplate", "CommandNotPermitted"]
+
+
+class CommandError(CodedError):
+    """Base of the ingress's errors."""
+
+    def __init__(
+        self, message: str, *, path: str | None = None, request_id: str | None = None,
+        **data: Any,
+    ) -> None:
+        super().__init__(message, path=path, **data)
+        self.request_id = request_id
+
+
+class InvalidJson(CommandError):
+    code = "invalid_json"
+
+
+class InvalidCommand(CommandError):
+    code = "invalid_command"
+
+
+class TooLarge(CommandError):
+    code = "too_large"
+
+
+class DuplicateId(CommandError):
+    code = "duplicate_id"
+
+
+class UnknownTemplate(CommandError):
+    code = "unknown_template"
+
+
+class CommandNotPermitted(CommandError):
+    code = "not_permitted"

@@ -1,0 +1,264 @@
+"""The ingress process: MQTT commands in, errors and acks out, valid work onto Celery.
+
+One :class:`Ingress` per controller. paho's network thread only queues each
+command message; one handler thread checks it (size → JSON → envelope →
+duplicate-id guard → fields → libraries) and either stores an error reply at
+once, or stores the ``ack`` and sends a Celery task. Commands are acknowledged
+to the broker (manual QoS 1 ack) only when handled, so a command the ingress
+received but had not handled when it died is delivered again.
+
+``ping`` and ``describe`` are answered here, without a worker round trip: they
+need no computation, only what the ingress already holds (the libraries), and a
+Celery hop would add latency and load for nothing.
+
+Every reply, errors included, goes through the Redis outbox and is sent by the
+:class:`tasks.publisher.Publisher` running in this process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import paho.mqtt.client as mqtt
+import redis
+
+from instances import InstanceLibrary
+from modellib import describe_models, model_names
+from modellib.errors import CodedError
+from scenario_builder import SUPPORTED_MODES, check_scenario
+from tasks.jobs import run as run_task
+from tasks.outbox import Outbox
+from tasks.publisher import Publisher
+from tasks.replies import encode_json, timestamp
+from twinctl import __version__
+from twinctl.mqttconn import MqttConnection, Will, negotiate_protocol
+from twinctl.settings import Settings
+
+from .commands import AVAILABLE, Command, check_fields, parse_command
+from .errors import DuplicateId, UnknownTemplate
+
+__all__ = ["Ingress"]
+
+log = logging.getLogger("twinctl.ingress")
+T = TypeVar("T")
+
+
+class Ingress:
+    """The MQTT front of one controller."""
+
+    def __init__(self, settings: Settings, *, protocol: str | None = None) -> None:
+        self.settings = settings
+        self.cid = settings.controller_id
+        self.redis = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+        self.outbox = Outbox(self.redis, ttl=settings.duplicate_ttl)
+        self.library = InstanceLibrary(settings.instances_dir)
+        self.protocol = protocol or settings.mqtt_protocol
+        self._inbox: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
+        self._stop = threading.Event()
+        self.conn: MqttConnection | None = None
+        self.publisher: Publisher | None = None
+        self.handled = 0
+
+    # ----- lifecycle ------------------------------------------------------
+    def start(self) -> None:
+        if self.protocol == "auto":
+            self.protocol = self._negotiate()
+        subs = [(self.settings.cmd_topic, 1)]
+        if self.protocol == "5":
+            gid = self.settings.group
+            subs.append((f"$share/{gid}/{self.settings.group_cmd_topic}", 1))
+        self.conn = MqttConnection(
+            endpoint=self.settings.mqtt,
+            client_id=f"twinctl-ingress-{self.cid}",
+            protocol=self.protocol,
+            persistent=True,
+            will=Will(self.settings.topic("status"), self._status("offline")),
+            subscriptions=subs,
+            on_message=self._inbox.put,
+            on_connected=self._on_connected,
+            manual_ack=True,
+        )
+        self.publisher = Publisher(client=self.redis, connection=self.conn, controller=self.cid)
+        self._handler = threading.Thread(target=self._handle_loop, name="ingress-handler",
+                                         daemon=True)
+        self._handler.start()
+        self.publisher.start()
+        self.conn.start()
+        log.info("ingress %s listening on %s (MQTT %s, Redis %s)", self.cid,
+                 self.settings.cmd_topic, self.protocol, self.settings.redis_url_safe)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._inbox.put(None)
+        if self.publisher is not None:
+            self.publisher.wait_idle(3.0)
+            self.publisher.stop()
+        if self.conn is not None:
+            self.conn.stop(final=(self.settings.topic("status"), self._status("offline")))
+
+    def _negotiate(self) -> str:
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                return negotiate_protocol(self.settings.mqtt)
+            except Exception as exc:  # noqa: BLE001  (any failure: wait and ask again)
+                log.warning("%s; retrying in %.0f s", exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+        return "5"
+
+    def _status(self, state: str) -> str:
+        fields: dict[str, Any] = {"state": state, "controller": self.cid,
+                                  "group": self.settings.group, "ts": timestamp()}
+        if state == "online":
+            fields.update(
+                version=__version__, protocol=self.protocol, commands=list(AVAILABLE),
+                modes=list(SUPPORTED_MODES), models=model_names(),
+                instances=sorted(self.library.describe()),
+            )
+        return encode_json(fields)
+
+    def _on_connected(self, session_present: bool) -> None:
+        assert self.conn is not None
+        self.conn.publish(self.settings.topic("status"), self._status("online"), retain=True)
+
+    # ----- the handler thread ---------------------------------------------
+    def _handle_loop(self) -> None:
+        while True:
+            msg = self._inbox.get()
+            if msg is None or self._stop.is_set():
+                return
+            started = time.perf_counter()
+            try:
+                self.handle(msg)
+            except Exception:  # noqa: BLE001  (no input may kill the ingress)
+                log.exception("could not handle a command on %s", msg.topic)
+            finally:
+                if self.conn is not None and msg.qos > 0:
+                    self.conn.ack(msg.mid, msg.qos)
+            self.handled += 1
+            log.debug("handled a command in %.2f ms", (time.perf_counter() - started) * 1000)
+
+    def _retry(self, what: str, fn: Callable[[], T]) -> T:
+        """Run a Redis or Celery call until it works: a command is never dropped for it."""
+        delay = 0.2
+        while True:
+            try:
+                return fn()
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                if self._stop.is_set():
+                    raise
+                log.warning("%s failed (%s); retrying in %.1f s", what, exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def handle(self, msg: mqtt.MQTTMessage) -> None:
+        """Handle one command message completely (its replies are in the outbox after)."""
+        reply_to, correlation = self._response_route(msg)
+        try:
+            command = parse_command(bytes(msg.payload), max_bytes=self.settings.max_command_bytes)
+        except CodedError as exc:
+            rid = getattr(exc, "request_id", None)
+            if rid is None:
+                self._error_without_id(exc)
+            else:
+                # keyed by the message's bytes: a re-delivery of it is not answered twice
+                digest = hashlib.sha1(msg.payload).hexdigest()
+                self._reply(rid, f"rejected:{digest}", "error", exc.as_reply(),
+                            reply_to, correlation)
+            return
+        command.dup = bool(msg.dup)
+        command.reply_to = reply_to
+        command.correlation = correlation
+        if not self._claim(command):
+            return
+        try:
+            check_fields(command)
+            if command.cmd == "ping":
+                self._final(command, "pong", {})
+            elif command.cmd == "describe":
+                self._final(command, "description", self.describe())
+            elif command.cmd == "run":
+                self._run(command)
+        except CodedError as exc:
+            self._final(command, "error", exc.as_reply())
+
+    def _response_route(self, msg: mqtt.MQTTMessage) -> tuple[str | None, bytes | None]:
+        props = getattr(msg, "properties", None)
+        topic = getattr(props, "ResponseTopic", None) if props is not None else None
+        corr = getattr(props, "CorrelationData", None) if props is not None else None
+        if topic and ("#" in topic or "+" in topic):
+            topic = None  # not a topic one can publish to
+        return topic or None, corr
+
+    def _claim(self, command: Command) -> bool:
+        """The duplicate-id guard: True if this id is new; else answer (or not) and False."""
+        key = f"twin:{self.cid}:id:{command.id}"
+        ttl = self.settings.duplicate_ttl
+        first = self._retry("duplicate-id guard",
+                            lambda: self.redis.set(key, timestamp(), nx=True, ex=ttl))
+        if first:
+            return True
+        if command.dup:
+            log.info("request %s: re-delivered duplicate ignored", command.id)
+            return False
+        err = DuplicateId(
+            f"request id {command.id!r} was already used on this controller; "
+            "ids must be unique for 24 h: send the command again with a new id",
+            path="id",
+        )
+        self._reply(command.id, f"duplicate:{uuid.uuid4().hex}", "error", err.as_reply(),
+                    command.reply_to, command.correlation)
+        return False
+
+    def describe(self) -> dict[str, Any]:
+        return {"models": describe_models(), "functions": {},
+                "instances": self.library.describe(), "templates": {}}
+
+    def _run(self, command: Command) -> None:
+        body = command.body
+        if "template" in body:
+            raise UnknownTemplate(
+                f"no template {body['template']!r}: this controller has no scenario templates",
+                path="template",
+            )
+        scenario = self.library.resolve(body["scenario"])
+        checked = check_scenario(scenario)
+        queue_name = "twin.short" if checked.mode == "static" else "twin.long"
+        models = sorted({el.cls.name for el in checked.elements.values()})
+        summary = f"{checked.mode}: {len(checked.elements)} element(s) {', '.join(models)}"
+        reply_to = command.reply_to or self.settings.reply_topic(command.id)
+        correlation = command.correlation.hex() if command.correlation else None
+        self._final(command, "ack", {"queue": queue_name}, key="ack")
+        self._retry("queueing the job", lambda: run_task.apply_async(
+            args=(command.id, self.cid, reply_to, scenario),
+            kwargs={"correlation": correlation, "summary": summary},
+            queue=queue_name,
+        ))
+
+    # ----- replies -----------------------------------------------------------
+    def _final(self, command: Command, rtype: str, fields: dict[str, Any],
+               key: str = "final") -> None:
+        self._reply(command.id, key, rtype, fields, command.reply_to, command.correlation)
+
+    def _reply(self, rid: str, key: str, rtype: str, fields: dict[str, Any],
+               reply_to: str | None, correlation: bytes | None) -> None:
+        topic = reply_to or self.settings.reply_topic(rid)
+        self._retry("storing a reply", lambda: self.outbox.put(
+            controller=self.cid, request_id=rid, key=key, rtype=rtype, fields=fields,
+            topic=topic, correlation=correlation.hex() if correlation else None,
+        ))
+
+    def _error_without_id(self, exc: CodedError) -> None:
+        fields = {"controller": self.cid, "type": "error", **exc.as_reply(), "ts": timestamp()}
+        self._retry("storing an error", lambda: self.outbox.put_plain(
+            controller=self.cid, topic=self.settings.topic("errors"), fields=fields))
+        log.info("command without a usable id refused: %s", json.dumps(exc.as_reply()))

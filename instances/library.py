@@ -1,0 +1,130 @@
+"""The instance library: design data of equipment, one JSON file per instance.
+
+A file ``P-101.json`` holds ``{"id": "P-101", "model": "CentrifugalPump",
+"params": {...}, "description": "...", "tags": [...]}``; it is checked against
+the model's parameter schema when loaded, and a bad file is named with the field
+and what is wrong.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modellib import get_model
+from modellib.errors import CodedError
+
+from .errors import InvalidInstance, UnknownInstance
+
+__all__ = ["Instance", "InstanceLibrary"]
+
+ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class Instance:
+    id: str
+    model: str
+    params: dict[str, Any]
+    description: str = ""
+    tags: list[str] = field(default_factory=list)
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.id, "model": self.model, "params": dict(self.params),
+                "description": self.description, "tags": list(self.tags)}
+
+
+def _instance_from(data: Any, where: str) -> Instance:
+    if not isinstance(data, dict):
+        raise InvalidInstance(f"{where} must be a JSON object", path=where)
+    unknown = set(data) - {"id", "model", "params", "description", "tags"}
+    if unknown:
+        raise InvalidInstance(f"{where}: unknown field {sorted(unknown)[0]!r}", path=where)
+    iid = data.get("id")
+    if not isinstance(iid, str) or not ID_RE.match(iid):
+        raise InvalidInstance(
+            f"{where}.id must be 1-128 letters, digits, '.', '_' or '-'", path=f"{where}.id"
+        )
+    model = get_model(data.get("model"), path=f"{where}.model")
+    params = data.get("params", {})
+    model.load_params(params, path=f"{where}.params")  # raises with the field named
+    description = data.get("description", "")
+    tags = data.get("tags", [])
+    if not isinstance(description, str):
+        raise InvalidInstance(f"{where}.description must be a string", path=f"{where}.description")
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise InvalidInstance(f"{where}.tags must be a list of strings", path=f"{where}.tags")
+    return Instance(iid, model.name, dict(params), description, list(tags))
+
+
+class InstanceLibrary:
+    """The instances of one controller, loaded from a folder of JSON files."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self._items: dict[str, Instance] = {}
+        self.reload()
+
+    def reload(self) -> None:
+        items: dict[str, Instance] = {}
+        for path in sorted(self.folder.glob("*.json")):
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                inst = _instance_from(data, "instance")
+            except json.JSONDecodeError as exc:
+                raise InvalidInstance(f"instance file {path}: not valid JSON ({exc})") from None
+            except CodedError as exc:
+                raise InvalidInstance(f"instance file {path}: {exc.message}",
+                                      path=exc.path) from None
+            if inst.id in items:
+                raise InvalidInstance(f"instance file {path}: id {inst.id!r} is used twice")
+            items[inst.id] = inst
+        self._items = items
+
+    def __contains__(self, iid: object) -> bool:
+        return iid in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, iid: str, *, path: str | None = None) -> Instance:
+        if iid not in self._items:
+            raise UnknownInstance(iid, self._items, path=path)
+        return self._items[iid]
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        return {iid: inst.describe() for iid, inst in sorted(self._items.items())}
+
+    def resolve(self, scenario: Any, *, path: str = "scenario") -> Any:
+        """A copy of ``scenario`` whose elements carry full parameters.
+
+        An element's ``instance`` supplies the design data; its own ``params``
+        override or complete them. Anything that is not a well-formed element is
+        left as it is for the scenario checks to report.
+        """
+        if not isinstance(scenario, dict) or not isinstance(scenario.get("elements"), dict):
+            return scenario
+        out = copy.deepcopy(scenario)
+        for name, el in out["elements"].items():
+            if not isinstance(el, dict) or "instance" not in el:
+                continue
+            where = f"{path}.elements.{name}.instance"
+            iid = el["instance"]
+            if not isinstance(iid, str):
+                raise InvalidInstance(f"{where} must be a string", path=where)
+            inst = self.get(iid, path=where)
+            if "model" in el and el["model"] != inst.model and isinstance(el["model"], str):
+                get_model(el["model"], path=f"{path}.elements.{name}.model")
+                raise InvalidInstance(
+                    f"{where}: instance {iid!r} is a {inst.model}, not a {el['model']}",
+                    path=where,
+                )
+            el.setdefault("model", inst.model)
+            own = el.get("params", {})
+            if isinstance(own, dict):
+                el["params"] = {**inst.params, **own}
+        return out

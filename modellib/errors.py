@@ -1,0 +1,94 @@
+"""Errors of the model library, and the shape every error of twinctl shares.
+
+Tree::
+
+    CodedError                 (code, message, path, data) -> an ``error`` reply
+    └── ModelLibError          anything the model library refuses or fails at
+        ├── UnknownModel       code ``unknown_model``
+        ├── UnknownFunction    code ``unknown_function``
+        ├── MissingArgument    code ``missing_argument``
+        ├── InvalidArgument    code ``invalid_argument``
+        └── ModelRuntimeError  code ``runtime_error`` (a model failed numerically)
+
+Other packages derive their own base from :class:`CodedError`, so anything that
+crosses to the wire needs to catch only ``CodedError``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+__all__ = [
+    "CodedError",
+    "ModelLibError",
+    "UnknownModel",
+    "UnknownFunction",
+    "MissingArgument",
+    "InvalidArgument",
+    "ModelRuntimeError",
+    "did_you_mean",
+]
+
+
+class CodedError(Exception):
+    """An error with a protocol code, a message a person understands and a path."""
+
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, *, path: str | None = None, **data: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.data = data
+
+    def as_reply(self) -> dict[str, Any]:
+        """The fields of the ``error`` reply (without the envelope)."""
+        reply: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.path:
+            reply["path"] = self.path
+        return reply
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, path={self.path!r})"
+
+
+class ModelLibError(CodedError):
+    """Base of the model library's errors."""
+
+
+class UnknownModel(ModelLibError):
+    code = "unknown_model"
+
+    def __init__(self, name: str, known: Iterable[str], *, path: str | None = None) -> None:
+        super().__init__(
+            f"no model {name!r}{did_you_mean(name, known)}", path=path, name=name
+        )
+
+
+class UnknownFunction(ModelLibError):
+    code = "unknown_function"
+
+
+class MissingArgument(ModelLibError):
+    code = "missing_argument"
+
+
+class InvalidArgument(ModelLibError):
+    code = "invalid_argument"
+
+
+class ModelRuntimeError(ModelLibError):
+    code = "runtime_error"
+
+
+def did_you_mean(name: object, known: Iterable[str]) -> str:
+    """`` (did you mean 'X'?)`` for the closest known name, or a list of the choices."""
+    choices = sorted(known)
+    close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    if len(choices) <= 12:
+        return f" (known: {', '.join(choices)})" if choices else ""
+    return ""

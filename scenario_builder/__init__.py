@@ -1,0 +1,15 @@
+"""Scenario builder: a scenario as JSON → a checked graph of model instances → a solution.
+
+A plain library on top of :mod:`modellib`: no MQTT, Celery or Redis here.
+"""
+
+from .errors import InvalidScenario, NotPermitted, ScenarioError, ScenarioRuntimeError
+from .graph import Scenario, build_scenario
+from .run import SUPPORTED_MODES, check_scenario, run_scenario
+from .static import solve_static
+
+__all__ = [
+    "InvalidScenario", "NotPermitted", "ScenarioError", "ScenarioRuntimeError",
+    "Scenario", "build_scenario", "check_scenario", "run_scenario", "solve_static",
+    "SUPPORTED_MODES",
+]

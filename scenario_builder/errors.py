@@ -1,0 +1,35 @@
+"""Errors of the scenario builder.
+
+Tree::
+
+    modellib.CodedError
+    └── ScenarioError           base of this package's errors
+        ├── InvalidScenario     code ``invalid_scenario``: unknown port, a port fed twice, …
+        ├── NotPermitted        code ``not_permitted``: a mode this version does not run
+        └── ScenarioRuntimeError code ``runtime_error``: a loop without solution, NaN, …
+
+Errors of the model library (``unknown_model``, ``missing_argument``,
+``invalid_argument``) pass through unchanged, with the scenario path.
+"""
+
+from __future__ import annotations
+
+from modellib.errors import CodedError
+
+__all__ = ["ScenarioError", "InvalidScenario", "NotPermitted", "ScenarioRuntimeError"]
+
+
+class ScenarioError(CodedError):
+    """Base of the scenario builder's errors."""
+
+
+class InvalidScenario(ScenarioError):
+    code = "invalid_scenario"
+
+
+class NotPermitted(ScenarioError):
+    code = "not_permitted"
+
+
+class ScenarioRuntimeError(ScenarioError):
+    code = "runtime_error"

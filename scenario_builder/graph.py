@@ -1,0 +1,318 @@
+"""A parsed scenario → a checked graph of model instances.
+
+Checks everything a scenario can get wrong before anything runs: models and
+their parameters (through the model library), element and port names, ports fed
+twice, input ports left without a value, input series, the time grid. Orders
+the elements for evaluation and finds the algebraic loops (strongly connected
+components of the feed-through graph).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from modellib import Model, get_model
+from modellib.errors import InvalidArgument, did_you_mean
+
+from .errors import InvalidScenario
+from .schema import parse_scenario
+
+__all__ = ["Port", "Signal", "Element", "Scenario", "build_scenario"]
+
+Port = tuple[str, str]
+"""(element, port name)."""
+
+
+@dataclass(frozen=True)
+class Signal:
+    """A value for an unconnected input port: a constant or a piecewise-linear series."""
+
+    t: np.ndarray
+    v: np.ndarray
+
+    @property
+    def constant(self) -> bool:
+        return len(self.v) == 1
+
+    def at(self, time: float) -> float:
+        if self.constant:
+            return float(self.v[0])
+        return float(np.interp(time, self.t, self.v))
+
+
+@dataclass
+class Element:
+    name: str
+    model: Model
+    initial: dict[str, float]
+
+    @property
+    def cls(self) -> type[Model]:
+        return type(self.model)
+
+
+@dataclass
+class Scenario:
+    """A checked scenario, ready for a solver."""
+
+    mode: str
+    elements: dict[str, Element]
+    feeds: dict[Port, Port]
+    """input port → the output port that feeds it"""
+    inputs: dict[Port, Signal]
+    """input port → its given or default value"""
+    outputs: list[Port]
+    time: dict[str, Any] | None
+    post: list[dict[str, Any]]
+    realtime: dict[str, Any] | None
+    order: list[list[str]] = field(default_factory=list)
+    """elements grouped into strongly connected components, in evaluation order"""
+
+    @property
+    def loops(self) -> list[list[str]]:
+        return [c for c in self.order if len(c) > 1 or self._self_loop(c[0])]
+
+    def _self_loop(self, name: str) -> bool:
+        return any(dst[0] == name and src[0] == name for dst, src in self.feeds.items())
+
+
+def _port_name(port: Port) -> str:
+    return f"{port[0]}.{port[1]}"
+
+
+def _split_port(text: str, elements: Mapping[str, Element], path: str) -> Port:
+    element, dot, port = text.partition(".")
+    if not dot or not element or not port:
+        raise InvalidScenario(
+            f"{path}: {text!r} is not a port; write 'element.port', e.g. 'pump.head'", path=path
+        )
+    if element not in elements:
+        raise InvalidScenario(
+            f"{path}: no element {element!r} in {text!r}{did_you_mean(element, elements)}",
+            path=path,
+        )
+    return element, port
+
+
+def _check_port(
+    port: Port, elements: Mapping[str, Element], want: str, path: str
+) -> None:
+    """Check that ``port`` is an ``want`` ("input"/"output") port of its element."""
+    cls = elements[port[0]].cls
+    ins, outs = cls.input_names(), cls.output_names()
+    names = ins if want == "input" else outs
+    if port[1] in names:
+        return
+    label = _port_name(port)
+    if port[1] in (outs if want == "input" else ins):
+        other = "output" if want == "input" else "input"
+        raise InvalidScenario(
+            f"{path}: {label!r} is an {other} port of {cls.name}; here it must be an {want} "
+            f"port ({', '.join(names) or 'none'})",
+            path=path,
+        )
+    raise InvalidScenario(
+        f"{path}: {cls.name} has no {want} port {port[1]!r}{did_you_mean(port[1], names)}",
+        path=path,
+    )
+
+
+def _signal(value: Any, path: str) -> Signal:
+    if isinstance(value, bool) or not isinstance(value, int | float | dict):
+        raise InvalidArgument(
+            f"{path} must be a number or a series {{\"t\": [...], \"v\": [...]}}", path=path
+        )
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise InvalidArgument(f"{path} must be a finite number", path=path)
+        return Signal(np.zeros(1), np.array([float(value)]))
+    extra = set(value) - {"t", "v"}
+    if extra:
+        raise InvalidArgument(
+            f"{path}: unknown field {sorted(extra)[0]!r} in a series; use 't' and 'v'",
+            path=f"{path}.{sorted(extra)[0]}",
+        )
+    arrays = []
+    for key in ("t", "v"):
+        seq = value.get(key)
+        if seq is None:
+            raise InvalidArgument(f"{path}.{key} is required in a series", path=f"{path}.{key}")
+        if not isinstance(seq, list) or not seq or not all(
+            isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+            for x in seq
+        ):
+            raise InvalidArgument(
+                f"{path}.{key} must be a non-empty list of finite numbers", path=f"{path}.{key}"
+            )
+        arrays.append(np.asarray(seq, dtype=float))
+    t, v = arrays
+    if len(t) != len(v):
+        raise InvalidArgument(
+            f"{path}: 't' has {len(t)} values but 'v' has {len(v)}; they must match", path=path
+        )
+    if len(t) > 1 and not np.all(np.diff(t) > 0):
+        bad = int(np.argmin(np.diff(t) > 0)) + 1
+        raise InvalidScenario(
+            f"{path}.t must increase strictly; t[{bad}] = {t[bad]:g} follows {t[bad - 1]:g}",
+            path=f"{path}.t[{bad}]",
+        )
+    return Signal(t, v)
+
+
+def _components(names: list[str], feeds: Mapping[Port, Port]) -> list[list[str]]:
+    """Tarjan's strongly connected components, sources first."""
+    succ: dict[str, set[str]] = {n: set() for n in names}
+    for dst, src in feeds.items():
+        succ[src[0]].add(dst[0])
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+    counter = 0
+
+    def visit(root: str) -> None:  # iterative, so deep chains cannot overflow
+        nonlocal counter
+        work = [(root, iter(sorted(succ[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, it = work[-1]
+            advanced = False
+            for nxt in it:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = counter
+                    counter += 1
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(sorted(succ[nxt]))))
+                    advanced = True
+                    break
+                if nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on_stack.discard(w)
+                    comp.append(w)
+                    if w == node:
+                        break
+                out.append(sorted(comp))
+
+    for n in names:
+        if n not in index:
+            visit(n)
+    out.reverse()  # Tarjan emits sinks first
+    return out
+
+
+def build_scenario(data: Any, *, path: str = "scenario") -> Scenario:
+    """Parse and check a scenario; raise a coded error with a path on the first problem."""
+    sc = parse_scenario(data, path=path)
+    elements: dict[str, Element] = {}
+    for name, spec in sc["elements"].items():
+        where = f"{path}.elements.{name}"
+        cls = get_model(spec["model"], path=f"{where}.model")
+        model = cls(spec["params"], path=f"{where}.params")
+        states = {v.name for v in cls.states}
+        for key in spec["initial"]:
+            if key not in states:
+                raise InvalidArgument(
+                    f"{where}.initial: {cls.name} has no state {key!r}"
+                    f"{did_you_mean(key, states) if states else ' (it has no states)'}",
+                    path=f"{where}.initial.{key}",
+                )
+        elements[name] = Element(name, model, dict(spec["initial"]))
+
+    feeds: dict[Port, Port] = {}
+    for i, conn in enumerate(sc["connections"]):
+        where = f"{path}.connections[{i}]"
+        src = _split_port(conn["source"], elements, f"{where}.from")
+        _check_port(src, elements, "output", f"{where}.from")
+        dst = _split_port(conn["target"], elements, f"{where}.to")
+        _check_port(dst, elements, "input", f"{where}.to")
+        if dst in feeds:
+            raise InvalidScenario(
+                f"{where}.to: input port {_port_name(dst)!r} is fed twice (already from "
+                f"{_port_name(feeds[dst])!r}); an input port takes one connection",
+                path=f"{where}.to",
+            )
+        feeds[dst] = src
+
+    inputs: dict[Port, Signal] = {}
+    for key, value in sc["inputs"].items():
+        where = f"{path}.inputs.{key}"
+        port = _split_port(key, elements, where)
+        _check_port(port, elements, "input", where)
+        if port in feeds:
+            raise InvalidScenario(
+                f"{where}: input port {key!r} is connected from {_port_name(feeds[port])!r} "
+                "and cannot also take a value; drop one of the two",
+                path=where,
+            )
+        inputs[port] = _signal(value, where)
+
+    for name, el in elements.items():
+        for var in el.cls.inputs:
+            port = (name, var.name)
+            if port in feeds or port in inputs:
+                continue
+            if var.default is not None:
+                inputs[port] = Signal(np.zeros(1), np.array([float(var.default)]))
+                continue
+            raise InvalidScenario(
+                f"input port '{name}.{var.name}' ({var.description}, {var.unit}) has no value: "
+                f"connect it or give it in {path}.inputs",
+                path=f"{path}.inputs",
+            )
+
+    if sc["outputs"] is None:
+        outputs = [(n, p) for n, el in elements.items() for p in el.cls.output_names()]
+    else:
+        outputs = []
+        for i, text in enumerate(sc["outputs"]):
+            where = f"{path}.outputs[{i}]"
+            port = _split_port(text, elements, where)
+            cls = elements[port[0]].cls
+            if port[1] not in (*cls.output_names(), *cls.input_names()):
+                names = (*cls.output_names(), *cls.input_names())
+                raise InvalidScenario(
+                    f"{where}: {cls.name} has no port {port[1]!r}{did_you_mean(port[1], names)}",
+                    path=where,
+                )
+            outputs.append(port)
+
+    time = sc["time"]
+    if time is not None:
+        _check_time(time, f"{path}.time")
+
+    scenario = Scenario(
+        mode=sc["mode"], elements=elements, feeds=feeds, inputs=inputs, outputs=outputs,
+        time=time, post=sc["post"], realtime=sc["realtime"],
+    )
+    scenario.order = _components(list(elements), feeds)
+    return scenario
+
+
+def _check_time(time: Mapping[str, Any], path: str) -> None:
+    step, start, stop = time.get("step"), time["start"], time.get("stop")
+    if step is not None and step <= 0:
+        raise InvalidScenario(f"{path}.step must be > 0 s, got {step:g}", path=f"{path}.step")
+    if stop is not None and stop <= start:
+        raise InvalidScenario(
+            f"{path}.stop must be after time.start ({start:g} s), got {stop:g}",
+            path=f"{path}.stop",
+        )

@@ -1,0 +1,82 @@
+"""The marshmallow schema of a scenario (PROTOCOL.md, "Scenario")."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from modellib.base import StrictFloat
+from modellib.errors import InvalidArgument
+from modellib.validation import StrictString, first_error
+
+__all__ = ["ScenarioSchema", "parse_scenario", "NAME_RE", "MODES"]
+
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+MODES = ("static", "dynamic", "realtime")
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class ElementSchema(_Strict):
+    model = StrictString(required=True)
+    instance = StrictString(validate=validate.Length(1, 128))
+    params = fields.Dict(keys=StrictString(), values=fields.Raw(), load_default=dict)
+    initial = fields.Dict(keys=StrictString(), values=StrictFloat(), load_default=dict)
+
+
+class ConnectionSchema(_Strict):
+    source = StrictString(required=True, data_key="from")
+    target = StrictString(required=True, data_key="to")
+
+
+class TimeSchema(_Strict):
+    start = StrictFloat(load_default=0.0)
+    stop = StrictFloat(load_default=None, allow_none=True)
+    step = StrictFloat(load_default=None, allow_none=True)
+
+
+class PostSchema(_Strict):
+    function = StrictString(required=True)
+    args = fields.Dict(keys=StrictString(), values=fields.Raw(), load_default=dict)
+    as_ = StrictString(data_key="as", validate=validate.Length(1, 64))
+
+
+class ScenarioSchema(_Strict):
+    mode = StrictString(load_default="static", validate=validate.OneOf(
+        MODES, error="must be one of: static, dynamic, realtime"))
+    elements = fields.Dict(
+        keys=StrictString(validate=validate.Regexp(
+            NAME_RE, error="must start with a letter and use letters, digits, '_' or '-'")),
+        values=fields.Nested(ElementSchema),
+        required=True,
+    )
+    connections = fields.List(fields.Nested(ConnectionSchema), load_default=list)
+    inputs = fields.Dict(keys=StrictString(), values=fields.Raw(), load_default=dict)
+    outputs = fields.List(StrictString(), load_default=None)
+    time = fields.Nested(TimeSchema, load_default=None)
+    post = fields.List(fields.Nested(PostSchema), load_default=list)
+    realtime = fields.Dict(keys=StrictString(), values=fields.Raw(), load_default=None)
+
+    @validates_schema
+    def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
+        if "elements" in data and not data["elements"]:
+            raise ValidationError("needs at least one element", "elements")
+
+
+_SCHEMA = ScenarioSchema()
+
+
+def parse_scenario(data: Any, *, path: str = "scenario") -> dict[str, Any]:
+    """Load a scenario object, or raise a coded error naming the first problem."""
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"{path} must be an object with 'elements'", path=path)
+    try:
+        loaded: dict[str, Any] = _SCHEMA.load(data)
+    except ValidationError as exc:
+        raise first_error(exc, _SCHEMA, path, data=data) from None
+    return loaded

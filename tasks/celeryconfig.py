@@ -1,0 +1,44 @@
+"""Celery configuration, loaded by module name (``app.config_from_object``).
+
+JSON only; ``acks_late`` with ``reject_on_worker_lost`` so a job whose worker
+dies is run again, and a Redis ``visibility_timeout`` longer than the hard
+time limit so a long job is never handed to a second worker while it runs.
+"""
+
+from __future__ import annotations
+
+import os
+
+from kombu import Queue
+
+from twinctl.settings import DEFAULT_REDIS_URL
+
+_redis = os.environ.get("TWIN_REDIS_URL", "").strip() or DEFAULT_REDIS_URL
+
+broker_url = _redis
+result_backend = _redis
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+result_accept_content = ["json"]
+task_ignore_result = True  # replies travel through the outbox, not the result backend
+
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+task_soft_time_limit = int(os.environ.get("TWIN_SOFT_TIME_LIMIT", "600"))
+task_time_limit = task_soft_time_limit + 30
+broker_transport_options = {
+    # above the hard time limit: a running job is never re-delivered to a second worker
+    "visibility_timeout": task_time_limit * 2 + 60,
+    "socket_keepalive": True,
+}
+broker_connection_retry_on_startup = True
+
+task_default_queue = "twin.short"
+task_queues = (Queue("twin.short"), Queue("twin.long"), Queue("twin.realtime"))
+
+# Flower and `celery events` see every task
+worker_send_task_events = True
+task_send_sent_event = True
+worker_hijack_root_logger = False

@@ -1,0 +1,128 @@
+"""The publisher: drains a controller's outbox to MQTT, in order, deleting on PUBACK.
+
+One publisher per controller, beside the ingress, on the ingress's own MQTT
+connection (the seed design's "single data sender"). It blocks on the outbox
+stream, hands new entries to paho (at most ``window`` awaiting PUBACK), and
+deletes an entry only when the broker has acknowledged it. While the broker is
+away it waits; paho resends what was in flight when the connection is back.
+After a restart it starts from the oldest entry still stored, so nothing that
+was not acknowledged is lost (it may be sent twice: the orchestrator drops the
+second copy by ``(id, seq)``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import redis
+
+from twinctl.mqttconn import MqttConnection
+
+from .outbox import outbox_stream
+
+__all__ = ["Publisher"]
+
+log = logging.getLogger("twinctl.publisher")
+
+
+class Publisher:
+    """Drain ``twin:{controller}:outbox`` into ``connection``."""
+
+    def __init__(
+        self,
+        *,
+        client: redis.Redis,
+        connection: MqttConnection,
+        controller: str,
+        window: int = 100,
+        block_ms: int = 200,
+    ) -> None:
+        if window < 1:
+            raise ValueError("window must be at least 1")
+        self.redis = client
+        self.conn = connection
+        self.stream = outbox_stream(controller)
+        self.window = window
+        self.block_ms = block_ms
+        # handed to paho, oldest first; paho marks each info as published on PUBACK
+        self._inflight: list[tuple[mqtt.MQTTMessageInfo, bytes]] = []
+        self._puback = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.sent = 0
+        self.acknowledged = 0
+        connection.publish_acked = lambda mid: self._puback.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="outbox-publisher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._puback.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._delete_acked()
+
+    def _delete_acked(self) -> None:
+        """Delete the entries whose PUBACK came; keep the rest in flight."""
+        done = [entry for info, entry in self._inflight if info.is_published()]
+        if not done:
+            return
+        self._inflight = [(i, e) for i, e in self._inflight if not i.is_published()]
+        self.acknowledged += len(done)
+        try:
+            self.redis.xdel(self.stream, *done)
+        except redis.RedisError as exc:  # sent twice after a restart at worst
+            log.warning("could not delete %d sent replies from the outbox: %s", len(done), exc)
+
+    def _run(self) -> None:
+        cursor: bytes | str = "0"  # from the oldest entry still stored
+        backoff = 0.5
+        while not self._stop.is_set():
+            self._puback.clear()
+            self._delete_acked()
+            if not self.conn.connected.wait(0.2):
+                continue
+            room = self.window - len(self._inflight)
+            if room <= 0:
+                self._puback.wait(0.05)
+                continue
+            try:
+                batch: Any = self.redis.xread(
+                    {self.stream: cursor}, count=room, block=self.block_ms)
+                backoff = 0.5
+            except redis.RedisError as exc:
+                log.warning("outbox read failed (%s); retrying in %.1f s", exc, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            for _stream, entries in batch or ():
+                for entry_id, fields in entries:
+                    self._send(entry_id, fields)
+                    cursor = entry_id
+
+    def _send(self, entry_id: bytes, fields: dict[bytes, Any]) -> None:
+        topic = fields[b"t"].decode()
+        corr_hex = fields.get(b"c")
+        correlation = bytes.fromhex(corr_hex.decode()) if corr_hex else None
+        info = self.conn.publish(topic, fields[b"p"], qos=1, correlation=correlation)
+        self._inflight.append((info, entry_id))
+        self.sent += 1
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until everything stored has been acknowledged (for a clean stop)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not any(not info.is_published() for info, _ in self._inflight):
+                try:
+                    if self.redis.xlen(self.stream) <= len(self._inflight):
+                        return True
+                except redis.RedisError:
+                    return False
+            time.sleep(0.02)
+        return False

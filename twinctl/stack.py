@@ -1,0 +1,186 @@
+"""The whole stack on one machine: services (found or embedded), ingress, workers, Flower.
+
+``twinctl up`` and ``twinctl demo`` use :class:`Stack`; so do the end-to-end
+tests and the benchmarks, which start it as a user would.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from . import embedded
+from .settings import Settings, load_settings
+
+__all__ = ["Stack", "StackError", "resolve_services"]
+
+log = logging.getLogger("twinctl.stack")
+
+
+class StackError(RuntimeError):
+    """A part of the stack could not start; the message says which and why."""
+
+
+def resolve_services(
+    env: Mapping[str, str], *, say: bool = True, prefer_binary: bool = True
+) -> tuple[dict[str, str], list[embedded.EmbeddedService]]:
+    """Use configured or running Redis/MQTT; start embedded ones where neither.
+
+    Returns the environment additions (``TWIN_REDIS_URL``/``TWIN_MQTT_URL``) and
+    the embedded services started (stop them when done).
+    """
+    settings = load_settings(env)
+    extra: dict[str, str] = {}
+    started: list[embedded.EmbeddedService] = []
+    redis_parts = urlsplit(settings.redis_url)
+    if not settings.redis_configured and not embedded.port_answers(
+        redis_parts.hostname or "127.0.0.1", redis_parts.port or 6379
+    ):
+        svc = embedded.start_redis(prefer_binary=prefer_binary)
+        started.append(svc)
+        extra["TWIN_REDIS_URL"] = svc.url
+        if say:
+            print(f"twinctl: no Redis configured or running; started {svc.description}",
+                  flush=True)
+    if not settings.mqtt_configured and not embedded.port_answers(
+        settings.mqtt.host, settings.mqtt.port
+    ):
+        svc = embedded.start_mqtt(prefer_binary=prefer_binary)
+        started.append(svc)
+        extra["TWIN_MQTT_URL"] = svc.url
+        if say:
+            print(f"twinctl: no MQTT broker configured or running; started {svc.description}",
+                  flush=True)
+    return extra, started
+
+
+@dataclass
+class Stack:
+    """Ingress, workers and optionally Flower as child processes."""
+
+    env: dict[str, str]
+    workers: int = 2
+    flower: bool = False
+    flower_port: int = 5555
+    pool: str = "prefork"
+    quiet: bool = False
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    services: list[embedded.EmbeddedService] = field(default_factory=list)
+
+    @property
+    def settings(self) -> Settings:
+        return load_settings(self.env)
+
+    def start(self, *, embedded_ok: bool = True) -> None:
+        if embedded_ok:
+            extra, self.services = resolve_services(self.env, say=not self.quiet)
+            self.env.update(extra)
+        settings = self.settings
+        py = [sys.executable, "-m", "twinctl"]
+        out = subprocess.DEVNULL if self.quiet else None
+        self._spawn("ingress", [*py, "ingress"], out)
+        self._spawn("worker", [*py, "worker", "--concurrency", str(self.workers),
+                               "--pool", self.pool], out)
+        if self.flower:
+            self._spawn("flower", [sys.executable, "-m", "celery", "-A", "tasks.app", "flower",
+                                   f"--port={self.flower_port}", "--address=127.0.0.1"], out)
+        if not self.quiet:
+            print(f"twinctl: controller {settings.controller_id!r} on {settings.mqtt.url}, "
+                  f"Redis {settings.redis_url_safe}, {self.workers} worker process(es)"
+                  + (f", Flower on http://127.0.0.1:{self.flower_port}" if self.flower else ""),
+                  flush=True)
+
+    def _spawn(self, name: str, argv: list[str], out: int | None) -> None:
+        env = {**os.environ, **self.env}
+        self.procs[name] = subprocess.Popen(
+            argv, env=env, stdout=out, stderr=out if out is not None else None,
+            start_new_session=True,
+        )
+
+    def failed(self) -> str | None:
+        """The name of a part that exited, if any."""
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                return f"{name} (exit code {proc.returncode})"
+        return None
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait until the ingress is online (retained status) and a worker answers ping."""
+        import paho.mqtt.client as mqtt
+
+        from .mqttconn import negotiate_protocol
+
+        settings = self.settings
+        deadline = time.monotonic() + timeout
+        online = False
+        proto = negotiate_protocol(settings.mqtt)
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                             protocol=mqtt.MQTTv5 if proto == "5" else mqtt.MQTTv311)
+        if settings.mqtt.username:
+            client.username_pw_set(settings.mqtt.username, settings.mqtt.password)
+
+        def on_message(c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
+            nonlocal online
+            online = b'"online"' in msg.payload
+
+        client.on_message = on_message
+        client.on_connect = lambda c, *a: c.subscribe(settings.topic("status"), 1)
+        client.connect(settings.mqtt.host, settings.mqtt.port)
+        client.loop_start()
+        try:
+            while not online:
+                bad = self.failed()
+                if bad:
+                    raise StackError(f"the {bad} stopped while starting")
+                if time.monotonic() > deadline:
+                    raise StackError(f"the ingress was not online within {timeout:.0f} s")
+                time.sleep(0.05)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+        self._wait_worker(deadline)
+
+    def _wait_worker(self, deadline: float) -> None:
+        from celery import Celery
+
+        app = Celery(broker=self.settings.redis_url)
+        try:
+            while True:
+                bad = self.failed()
+                if bad:
+                    raise StackError(f"the {bad} stopped while starting")
+                if app.control.ping(timeout=0.5):
+                    return
+                if time.monotonic() > deadline:
+                    raise StackError("no Celery worker answered within the start-up time")
+        finally:
+            app.close()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM every part (Celery finishes running jobs), then SIGKILL what is left."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + timeout
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+        for svc in self.services:
+            svc.stop()
+        self.services = []
