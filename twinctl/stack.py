@@ -14,6 +14,8 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from . import embedded
@@ -71,6 +73,8 @@ class Stack:
     flower_port: int = 5555
     pool: str = "prefork"
     quiet: bool = False
+    log_dir: Path | None = None
+    """with ``quiet``: write each part's output to ``log_dir/<part>.log``"""
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     services: list[embedded.EmbeddedService] = field(default_factory=list)
 
@@ -84,25 +88,32 @@ class Stack:
             self.env.update(extra)
         settings = self.settings
         py = [sys.executable, "-m", "twinctl"]
-        out = subprocess.DEVNULL if self.quiet else None
-        self._spawn("ingress", [*py, "ingress"], out)
+        self._spawn("ingress", [*py, "ingress"])
         self._spawn("worker", [*py, "worker", "--concurrency", str(self.workers),
-                               "--pool", self.pool], out)
+                               "--pool", self.pool])
         if self.flower:
             self._spawn("flower", [sys.executable, "-m", "celery", "-A", "tasks.app", "flower",
-                                   f"--port={self.flower_port}", "--address=127.0.0.1"], out)
+                                   f"--port={self.flower_port}", "--address=127.0.0.1"])
         if not self.quiet:
             print(f"twinctl: controller {settings.controller_id!r} on {settings.mqtt.url}, "
                   f"Redis {settings.redis_url_safe}, {self.workers} worker process(es)"
                   + (f", Flower on http://127.0.0.1:{self.flower_port}" if self.flower else ""),
                   flush=True)
 
-    def _spawn(self, name: str, argv: list[str], out: int | None) -> None:
+    def _spawn(self, name: str, argv: list[str]) -> None:
         env = {**os.environ, **self.env}
+        out: Any = None
+        if self.quiet:
+            out = subprocess.DEVNULL
+            if self.log_dir is not None:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115
         self.procs[name] = subprocess.Popen(
-            argv, env=env, stdout=out, stderr=out if out is not None else None,
+            argv, env=env, stdout=out, stderr=subprocess.STDOUT if self.quiet else None,
             start_new_session=True,
         )
+        if hasattr(out, "close"):
+            out.close()  # the child holds its own copy
 
     def failed(self) -> str | None:
         """The name of a part that exited, if any."""

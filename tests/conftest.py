@@ -1,0 +1,86 @@
+"""Shared fixtures: real Redis and Mosquitto servers for the tests, and a real stack.
+
+The servers are started by the tests from the ``redis-server`` and ``mosquitto``
+binaries on free ports (``.ci/run`` installs them when missing), never the
+machine's shared ones, so the tests can neither disturb nor be disturbed by
+them. Each stack gets its own MQTT prefix, controller id and Redis database.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.orchestrator import Orchestrator
+from twinctl import embedded
+from twinctl.stack import Stack
+
+_db = itertools.count(1)
+
+
+def _require(binary: str) -> None:
+    if shutil.which(binary) is None and not os.environ.get("TWIN_TEST_ALLOW_EMBEDDED"):
+        pytest.fail(f"{binary} is not installed: run the tests through `make test` "
+                    "(or .ci/run), which installs it")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[embedded.EmbeddedService]:
+    _require("redis-server")
+    svc = embedded.start_redis()
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="session")
+def mqtt_server() -> Iterator[embedded.EmbeddedService]:
+    _require("mosquitto")
+    svc = embedded.start_mqtt()
+    yield svc
+    svc.stop()
+
+
+def stack_env(redis_server: Any, mqtt_server: Any, **extra: str) -> dict[str, str]:
+    """Settings for one isolated stack: own controller id, prefix and Redis database."""
+    tag = uuid.uuid4().hex[:8]
+    base = redis_server.url.rsplit("/", 1)[0]
+    return {
+        "TWIN_CONTROLLER_ID": f"ctl-{tag}",
+        "TWIN_MQTT_PREFIX": f"test-{tag}",
+        "TWIN_MQTT_URL": mqtt_server.url,
+        "TWIN_REDIS_URL": f"{base}/{next(_db) % 16}",
+        "TWIN_LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server: Any, mqtt_server: Any, tmp_path_factory: Any) -> Iterator[Stack]:
+    """Ingress and two worker processes, started as a user would, for one test module."""
+    logs = tmp_path_factory.mktemp("stack-logs")
+    s = Stack(env=stack_env(redis_server, mqtt_server), workers=2, quiet=True, log_dir=logs)
+    s.start(embedded_ok=False)
+    try:
+        s.wait_ready(timeout=60)
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture()
+def orch(stack: Stack, mqtt_server: Any) -> Iterator[Orchestrator]:
+    settings = stack.settings
+    o = Orchestrator(settings.mqtt.host, settings.mqtt.port, settings.mqtt_prefix,
+                     settings.controller_id)
+    yield o
+    o.close()
+
+
+def new_id(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
