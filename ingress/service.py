@@ -23,7 +23,6 @@ import logging
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -161,10 +160,18 @@ class Ingress:
                 delay = min(delay * 2, 10.0)
 
     def handle(self, msg: mqtt.MQTTMessage) -> None:
-        """Handle one command message completely (its replies are in the outbox after)."""
+        """Handle one command message completely (its replies are in the outbox after).
+
+        The duplicate-id guard and the first reply are one Redis round trip
+        (:meth:`Outbox.put_first`): the command is checked first, locally, and
+        the guard then decides whether its answer (``ack``, ``pong``, an error…)
+        or a ``duplicate_id`` error is stored. The outcome is the same as
+        guarding first; it saves a round trip on every command.
+        """
         reply_to, correlation = self._response_route(msg)
         try:
-            command = parse_command(bytes(msg.payload), max_bytes=self.settings.max_command_bytes)
+            command = parse_command(bytes(msg.payload),
+                                    max_bytes=self.settings.max_command_bytes)
         except CodedError as exc:
             rid = getattr(exc, "request_id", None)
             if rid is None:
@@ -178,18 +185,39 @@ class Ingress:
         command.dup = bool(msg.dup)
         command.reply_to = reply_to
         command.correlation = correlation
-        if not self._claim(command):
-            return
+        job: dict[str, Any] | None = None
+        first: tuple[str, dict[str, Any], str]
         try:
             check_fields(command)
             if command.cmd == "ping":
-                self._final(command, "pong", {})
+                first = ("pong", {}, "final")
             elif command.cmd == "describe":
-                self._final(command, "description", self.describe())
-            elif command.cmd == "run":
-                self._run(command)
+                first = ("description", self.describe(), "final")
+            else:  # run
+                job = self._prepare_run(command)
+                first = ("ack", {"queue": job["queue"]}, "ack")
         except CodedError as exc:
-            self._final(command, "error", exc.as_reply())
+            first, job = ("error", exc.as_reply(), "final"), None
+        rtype, fields, key = first
+        stored = self._retry("storing the first reply", lambda: self.outbox.put_first(
+            controller=self.cid, request_id=command.id, key=key, rtype=rtype, fields=fields,
+            topic=command.reply_to or self.settings.reply_topic(command.id),
+            duplicate=self._duplicate(command.id), redelivered=command.dup,
+            correlation=command.correlation.hex() if command.correlation else None,
+        ))
+        if stored.outcome == "redelivered":
+            log.info("request %s: re-delivered duplicate ignored", command.id)
+        if stored.outcome == "new" and job is not None:
+            self._retry("queueing the job", lambda: run_task.apply_async(
+                args=job["args"], kwargs=job["kwargs"], queue=job["queue"]))
+
+    @staticmethod
+    def _duplicate(rid: str) -> dict[str, Any]:
+        return DuplicateId(
+            f"request id {rid!r} was already used on this controller; "
+            "ids must be unique for 24 h: send the command again with a new id",
+            path="id",
+        ).as_reply()
 
     def _response_route(self, msg: mqtt.MQTTMessage) -> tuple[str | None, bytes | None]:
         props = getattr(msg, "properties", None)
@@ -199,31 +227,12 @@ class Ingress:
             topic = None  # not a topic one can publish to
         return topic or None, corr
 
-    def _claim(self, command: Command) -> bool:
-        """The duplicate-id guard: True if this id is new; else answer (or not) and False."""
-        key = f"twin:{self.cid}:id:{command.id}"
-        ttl = self.settings.duplicate_ttl
-        first = self._retry("duplicate-id guard",
-                            lambda: self.redis.set(key, timestamp(), nx=True, ex=ttl))
-        if first:
-            return True
-        if command.dup:
-            log.info("request %s: re-delivered duplicate ignored", command.id)
-            return False
-        err = DuplicateId(
-            f"request id {command.id!r} was already used on this controller; "
-            "ids must be unique for 24 h: send the command again with a new id",
-            path="id",
-        )
-        self._reply(command.id, f"duplicate:{uuid.uuid4().hex}", "error", err.as_reply(),
-                    command.reply_to, command.correlation)
-        return False
-
     def describe(self) -> dict[str, Any]:
         return {"models": describe_models(), "functions": {},
                 "instances": self.library.describe(), "templates": {}}
 
-    def _run(self, command: Command) -> None:
+    def _prepare_run(self, command: Command) -> dict[str, Any]:
+        """Check a ``run`` against the libraries; return the Celery job to send."""
         body = command.body
         if "template" in body:
             raise UnknownTemplate(
@@ -237,18 +246,10 @@ class Ingress:
         summary = f"{checked.mode}: {len(checked.elements)} element(s) {', '.join(models)}"
         reply_to = command.reply_to or self.settings.reply_topic(command.id)
         correlation = command.correlation.hex() if command.correlation else None
-        self._final(command, "ack", {"queue": queue_name}, key="ack")
-        self._retry("queueing the job", lambda: run_task.apply_async(
-            args=(command.id, self.cid, reply_to, scenario),
-            kwargs={"correlation": correlation, "summary": summary},
-            queue=queue_name,
-        ))
+        return {"queue": queue_name, "args": (command.id, self.cid, reply_to, scenario),
+                "kwargs": {"correlation": correlation, "summary": summary}}
 
     # ----- replies -----------------------------------------------------------
-    def _final(self, command: Command, rtype: str, fields: dict[str, Any],
-               key: str = "final") -> None:
-        self._reply(command.id, key, rtype, fields, command.reply_to, command.correlation)
-
     def _reply(self, rid: str, key: str, rtype: str, fields: dict[str, Any],
                reply_to: str | None, correlation: bytes | None) -> None:
         topic = reply_to or self.settings.reply_topic(rid)

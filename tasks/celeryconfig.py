@@ -40,5 +40,5 @@ task_queues = (Queue("twin.short"), Queue("twin.long"), Queue("twin.realtime"))
 
 # Flower and `celery events` see every task
 worker_send_task_events = True
-task_send_sent_event = True
+task_send_sent_event = False  # saves ~0.5 ms a job; Flower sees tasks from "received" on
 worker_hijack_root_logger = False

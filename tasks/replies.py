@@ -29,7 +29,7 @@ def _clean(value: Any, path: str, warnings: list[str]) -> Any:
     if isinstance(value, float):
         if math.isfinite(value):
             return value
-        warnings.append(f"{path} was {value!r}, sent as null")
+        warnings.append(f"{path} was {float(value)!r}, sent as null")
         return None
     if isinstance(value, dict):
         return {k: _clean(v, f"{path}.{k}" if path else str(k), warnings)

@@ -1,0 +1,92 @@
+"""The ingress's checks of a command envelope, without any broker (plain objects)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ingress.commands import Command, check_fields, parse_command, sniff_id
+from ingress.errors import CommandError
+
+MAX = 1 << 20
+
+
+def err(payload: bytes | str, max_bytes: int = MAX) -> CommandError:
+    raw = payload.encode() if isinstance(payload, str) else payload
+    with pytest.raises(CommandError) as info:
+        parse_command(raw, max_bytes=max_bytes)
+    return info.value
+
+
+def fields_err(command: dict) -> tuple[str, str | None, str]:
+    parsed = parse_command(json.dumps(command).encode(), max_bytes=MAX)
+    with pytest.raises(Exception) as info:
+        check_fields(parsed)
+    e = info.value
+    return e.code, e.path, e.message  # type: ignore[attr-defined]
+
+
+def test_a_good_command_parses() -> None:
+    cmd = parse_command(b'{"id": "job-42", "cmd": "ping"}', max_bytes=MAX)
+    assert cmd == Command(id="job-42", cmd="ping", body={})
+    check_fields(cmd)
+
+
+def test_too_large_names_the_limit_and_keeps_a_readable_id() -> None:
+    e = err('{"id": "big-1", "cmd": "ping", "pad": "' + "x" * 200 + '"}', max_bytes=100)
+    assert e.code == "too_large" and e.request_id == "big-1"
+    assert "100" in e.message
+
+
+@pytest.mark.parametrize("payload", [b"\xff", b"{", b'{"a": NaN}', b'{"a": -Infinity}',
+                                     b"[" * 50_000])
+def test_invalid_json(payload: bytes) -> None:
+    assert err(payload).code == "invalid_json"
+
+
+@pytest.mark.parametrize(
+    ("payload", "path", "has_id"),
+    [
+        ('"ping"', None, False),
+        ('{"cmd": "ping"}', "id", False),
+        ('{"id": "", "cmd": "ping"}', "id", False),
+        ('{"id": "a b", "cmd": "ping"}', "id", False),
+        ('{"id": 7, "cmd": "ping"}', "id", False),
+        ('{"id": "' + "a" * 129 + '", "cmd": "ping"}', "id", False),
+        ('{"id": "ok", "cmd": "pnig"}', "cmd", True),
+        ('{"id": "ok", "cmd": 3}', "cmd", True),
+        ('{"id": "ok"}', "cmd", True),
+    ],
+)
+def test_invalid_command(payload: str, path: str | None, has_id: bool) -> None:
+    e = err(payload)
+    assert e.code == "invalid_command"
+    assert e.path == path
+    assert (e.request_id == "ok") is has_id
+
+
+def test_unknown_cmd_suggests_the_closest() -> None:
+    assert "did you mean 'ping'" in err('{"id": "x", "cmd": "pnig"}').message
+
+
+def test_known_but_unavailable_command_is_not_permitted() -> None:
+    e = err('{"id": "x", "cmd": "call"}')
+    assert e.code == "not_permitted" and e.path == "cmd"
+
+
+def test_run_fields() -> None:
+    assert fields_err({"id": "x", "cmd": "run"})[:2] == ("invalid_command", "scenario")
+    assert fields_err({"id": "x", "cmd": "run", "scenario": {}, "template": "t"})[:2] == (
+        "invalid_command", "scenario")
+    code, path, message = fields_err({"id": "x", "cmd": "run", "scenrio": {}})
+    assert (code, path) == ("invalid_argument", "scenrio")
+    assert "did you mean 'scenario'" in message
+    assert fields_err({"id": "x", "cmd": "run", "scenario": []})[:2] == (
+        "invalid_argument", "scenario")
+    assert fields_err({"id": "x", "cmd": "ping", "extra": 1})[:2] == ("invalid_argument", "extra")
+
+
+def test_sniff_id_only_reads_a_well_formed_id() -> None:
+    assert sniff_id(b'{"cmd":"x","id" : "abc-1"') == "abc-1"
+    assert sniff_id(b'{"id": "has space"}') is None

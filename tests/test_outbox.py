@@ -1,0 +1,117 @@
+"""The outbox on a real Redis, and its publisher on a real Mosquitto."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import threading
+import time
+import uuid
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+import redis
+
+from tasks.outbox import Outbox, outbox_stream
+from tasks.publisher import Publisher
+from twinctl.mqttconn import MqttConnection
+from twinctl.settings import MqttEndpoint
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def rclient(redis_server: Any) -> redis.Redis:
+    client = redis.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/15")
+    client.flushdb()
+    return client
+
+
+def put(box: Outbox, cid: str, rid: str, key: str, rtype: str = "data") -> int:
+    return box.put(controller=cid, request_id=rid, key=key, rtype=rtype, fields={"k": key},
+                   topic=f"t/{rid}").seq
+
+
+def test_seq_is_gapless_and_each_logical_reply_is_stored_once(rclient: redis.Redis) -> None:
+    box = Outbox(rclient)
+    assert [put(box, "c", "r1", k) for k in ("ack", "data:0", "data:1")] == [0, 1, 2]
+    # a task that runs again after a crash stores nothing new and gets the same seq
+    stored = box.put(controller="c", request_id="r1", key="data:0", rtype="data",
+                     fields={"k": "again"}, topic="t/r1")
+    assert (stored.seq, stored.new) == (1, False)
+    assert put(box, "c", "r1", "final", "result") == 3
+    assert put(box, "c", "r2", "ack") == 0  # each request counts on its own
+    entries = rclient.xrange(outbox_stream("c"))
+    payloads = [json.loads(f[b"p"]) for _, f in entries]
+    assert [(p["id"], p["seq"]) for p in payloads] == [
+        ("r1", 0), ("r1", 1), ("r1", 2), ("r1", 3), ("r2", 0)]
+    assert rclient.ttl("twin:c:req:r1:seq") > 0
+
+
+def _writer(url: str, rid: str, start: int, n: int) -> None:
+    box = Outbox(redis.Redis.from_url(url))
+    for i in range(start, start + n):
+        box.put(controller="c", request_id=rid, key=f"data:{i}", rtype="data", fields={},
+                topic="t")
+        # every process also tries the other processes' keys: duplicates must vanish
+        box.put(controller="c", request_id=rid, key=f"data:{(i + n) % (4 * n)}", rtype="data",
+                fields={}, topic="t")
+
+
+def test_concurrent_writers_in_several_processes_never_gap_or_double(
+    rclient: redis.Redis, redis_server: Any
+) -> None:
+    url = redis_server.url.rsplit("/", 1)[0] + "/15"
+    procs = [multiprocessing.get_context("spawn").Process(target=_writer,
+                                                          args=(url, "r", k * 50, 50))
+             for k in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    seqs = sorted(json.loads(f[b"p"])["seq"] for _, f in rclient.xrange(outbox_stream("c")))
+    assert seqs == list(range(200))
+
+
+def test_publisher_sends_what_was_stored_while_disconnected_then_deletes_it(
+    rclient: redis.Redis, mqtt_server: Any
+) -> None:
+    cid = f"pub-{uuid.uuid4().hex[:6]}"
+    box = Outbox(rclient)
+    for i in range(30):  # stored before any connection exists
+        box.put(controller=cid, request_id="r", key=f"data:{i}", rtype="data",
+                fields={"i": i}, topic=f"{cid}/reply/r")
+    got: list[dict] = []
+    done = threading.Event()
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+
+    def on_message(c: Any, u: Any, msg: mqtt.MQTTMessage) -> None:
+        got.append(json.loads(msg.payload))
+        if len(got) >= 30:
+            done.set()
+
+    subscribed = threading.Event()
+    sub.on_message = on_message
+    sub.on_subscribe = lambda *a: subscribed.set()
+    ep = MqttEndpoint.parse(mqtt_server.url)
+    sub.connect(ep.host, ep.port)
+    sub.subscribe(f"{cid}/reply/#", 1)
+    sub.loop_start()
+    assert subscribed.wait(5)
+    conn = MqttConnection(endpoint=ep, client_id=f"{cid}-pub", protocol="5", persistent=False)
+    publisher = Publisher(client=rclient, connection=conn, controller=cid, window=7)
+    publisher.start()
+    conn.start()
+    try:
+        assert done.wait(10), f"only {len(got)} of 30 arrived"
+        assert [m["seq"] for m in got] == list(range(30))  # in order
+        deadline = time.monotonic() + 5
+        while rclient.xlen(outbox_stream(cid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert rclient.xlen(outbox_stream(cid)) == 0  # deleted after PUBACK
+    finally:
+        publisher.stop()
+        conn.stop()
+        sub.disconnect()
+        sub.loop_stop()

@@ -1,0 +1,128 @@
+"""Scenario builder: every mistake named with its code and path; static solutions."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from modellib import CodedError
+from scenario_builder import build_scenario, run_scenario
+
+PUMP = {"model": "CentrifugalPump", "params": {
+    "rated_speed": 1450, "shutoff_head": 40.0, "curve_coefficient": 2.0e4, "efficiency": 0.72}}
+
+
+def sc(**over: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"elements": {"pump": PUMP},
+                            "inputs": {"pump.speed": 1450, "pump.flow": 0.01}}
+    base.update(over)
+    return base
+
+
+def code_path(data: Any) -> tuple[str, str | None]:
+    with pytest.raises(CodedError) as info:
+        run_scenario(data)
+    assert len(info.value.message) > 15
+    return info.value.code, info.value.path
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ([], ("invalid_argument", "scenario")),
+        ({}, ("missing_argument", "scenario.elements")),
+        (sc(elements={}), ("invalid_argument", "scenario.elements")),
+        (sc(mode="fast"), ("invalid_argument", "scenario.mode")),
+        (sc(elements={"pump": {"model": "Pmp"}}),
+         ("unknown_model", "scenario.elements.pump.model")),
+        (sc(elements={"pump": {**PUMP, "params": {}}}),
+         ("missing_argument", "scenario.elements.pump.params.rated_speed")),
+        (sc(elements={"pump": {**PUMP, "colour": 1}}),
+         ("invalid_argument", "scenario.elements.pump.colour")),
+        (sc(inputs={"pump.speed": 1450}), ("invalid_scenario", "scenario.inputs")),
+        (sc(inputs={"pump.speed": 1450, "pump.flow": 0, "pump.sped": 1}),
+         ("invalid_scenario", "scenario.inputs.pump.sped")),
+        (sc(inputs={"pump.speed": 1450, "pump.flow": 0, "pmp.speed": 1}),
+         ("invalid_scenario", "scenario.inputs.pmp.speed")),
+        (sc(inputs={"pump.speed": 1450, "pump.flow": 0, "pump.head": 1}),
+         ("invalid_scenario", "scenario.inputs.pump.head")),
+        (sc(inputs={"pump.speed": True, "pump.flow": 0}),
+         ("invalid_argument", "scenario.inputs.pump.speed")),
+        (sc(inputs={"pump.speed": {"t": [0, 1], "v": [1]}, "pump.flow": 0}),
+         ("invalid_argument", "scenario.inputs.pump.speed")),
+        (sc(inputs={"pump.speed": {"t": [0, 2, 1], "v": [1, 2, 3]}, "pump.flow": 0}),
+         ("invalid_scenario", "scenario.inputs.pump.speed.t[2]")),
+        (sc(connections=[{"from": "pump.head", "to": "pump.flow"},
+                         {"from": "pump.power", "to": "pump.flow"}], inputs={"pump.speed": 1}),
+         ("invalid_scenario", "scenario.connections[1].to")),
+        (sc(connections=[{"from": "pump.speed", "to": "pump.flow"}]),
+         ("invalid_scenario", "scenario.connections[0].from")),
+        (sc(connections=[{"from": "pump.head", "to": "pump.flow"}]),
+         ("invalid_scenario", "scenario.inputs.pump.flow")),
+        (sc(connections=[{"from": "pump", "to": "pump.flow"}]),
+         ("invalid_scenario", "scenario.connections[0].from")),
+        (sc(connections=[{"from": "pump.head"}]),
+         ("missing_argument", "scenario.connections[0].to")),
+        (sc(outputs=["pump.hed"]), ("invalid_scenario", "scenario.outputs[0]")),
+        (sc(time={"start": 0, "stop": 10, "step": 0}), ("invalid_scenario", "scenario.time.step")),
+        (sc(time={"start": 5, "stop": 1, "step": 1}), ("invalid_scenario", "scenario.time.stop")),
+        (sc(mode="dynamic"), ("not_permitted", "scenario.mode")),
+        (sc(post=[{"function": "mean", "args": {}}]),
+         ("unknown_function", "scenario.post[0].function")),
+    ],
+)
+def test_every_mistake_has_a_code_and_a_path(data: Any, expected: tuple[str, str]) -> None:
+    assert code_path(data) == expected
+
+
+def test_feed_through_chain_in_static_mode() -> None:
+    # pump a's head drives... a chain a -> b: b.flow = a.head (a pure feed-through chain):
+    # b.head = H0 - k * (a.head)^2, evaluated in topological order without any solve
+    data = sc(elements={"b": PUMP, "a": PUMP},
+              connections=[{"from": "a.head", "to": "b.flow"}],
+              inputs={"a.speed": 1450, "a.flow": 0.01, "b.speed": 1450})
+    out = run_scenario(data)
+    ha = 40.0 - 2.0e4 * 0.01**2
+    assert out["values"]["a.head"] == pytest.approx(ha, rel=1e-15)
+    assert out["values"]["b.head"] == pytest.approx(40.0 - 2.0e4 * ha**2, rel=1e-15)
+    assert out["stats"]["loops"] == 0
+
+
+def test_an_algebraic_loop_is_solved_not_refused() -> None:
+    # a.flow = b.head and b.flow = a.head: h = H0 - k h^2 at the symmetric fixed point,
+    # closed form h = (sqrt(1 + 4 k H0) - 1) / (2 k)
+    data = {"elements": {"a": PUMP, "b": PUMP},
+            "connections": [{"from": "a.head", "to": "b.flow"},
+                            {"from": "b.head", "to": "a.flow"}],
+            "inputs": {"a.speed": 1450, "b.speed": 1450}}
+    out = run_scenario(data)
+    k, h0 = 2.0e4, 40.0
+    h = (math.sqrt(1 + 4 * k * h0) - 1) / (2 * k)
+    assert out["values"]["a.head"] == pytest.approx(h, rel=1e-9)
+    assert out["values"]["b.head"] == pytest.approx(h, rel=1e-9)
+    assert out["stats"]["loops"] == 1
+
+
+def test_outputs_default_to_every_output_port_and_may_name_inputs() -> None:
+    assert set(run_scenario(sc())["values"]) == {"pump.head", "pump.power"}
+    out = run_scenario(sc(outputs=["pump.speed", "pump.head"]))
+    assert out["values"]["pump.speed"] == 1450
+
+
+def test_a_series_input_is_taken_at_time_start_in_static_mode() -> None:
+    data = sc(inputs={"pump.speed": {"t": [0, 10], "v": [0, 1450]}, "pump.flow": 0.0},
+              time={"start": 5})
+    assert run_scenario(data)["values"]["pump.head"] == pytest.approx(10.0)
+
+
+def test_graph_finds_loops_in_topological_order() -> None:
+    data = {"elements": {"a": PUMP, "b": PUMP, "c": PUMP},
+            "connections": [{"from": "a.head", "to": "b.flow"},
+                            {"from": "b.head", "to": "a.flow"},
+                            {"from": "b.power", "to": "c.flow"}],
+            "inputs": {"a.speed": 1, "b.speed": 1, "c.speed": 1}}
+    graph = build_scenario(data)
+    assert graph.order == [["a", "b"], ["c"]]
+    assert graph.loops == [["a", "b"]]
