@@ -61,11 +61,11 @@ def relay() -> None:
 
     c.on_message = on_message
     c.on_connect = lambda client, *a: client.subscribe(f"{prefix}/cmd", 1)
+    c.on_subscribe = lambda *a: print("relay ready", flush=True)
     c.connect(host, int(port))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     c.loop_start()
-    print("relay ready", flush=True)
     stop.wait()
     c.loop_stop()
 

@@ -566,6 +566,9 @@ def _start_mosquitto(exe: str, port: int, timeout: float) -> EmbeddedService:
             f"listener {port} {HOST}",
             "allow_anonymous true",
             "set_tcp_nodelay true",
+            # mosquitto's default of 1000 queued QoS 1 messages per client drops
+            # commands (silently) in a burst the ingress has not yet taken
+            "max_queued_messages 100000",
             "persistence true",
             f"persistence_location {tmpdir}/",
             "log_dest stderr",
