@@ -20,14 +20,15 @@ FINAL = {"result", "error", "pong", "description"}
 
 
 class Orchestrator:
-    def __init__(self, host: str, port: int, prefix: str, cid: str) -> None:
+    def __init__(self, host: str, port: int, prefix: str, cid: str, *,
+                 protocol: int = mqtt.MQTTv5) -> None:
         self.prefix, self.cid = prefix, cid
         self.messages: list[tuple[str, dict[str, Any], Any]] = []
         self.raw: list[bytes] = []
         self._cond = threading.Condition()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=f"test-orch-{uuid.uuid4().hex[:8]}",
-                                  protocol=mqtt.MQTTv5)
+                                  protocol=protocol)
         self.client.on_message = self._on_message
         ready = threading.Event()
         self.client.on_subscribe = lambda *a: ready.set()

@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -130,9 +131,12 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from .client import send_command
     from .stack import Stack, StackError
 
-    stack = Stack(env=dict(os.environ), workers=args.workers)
+    logs = Path(tempfile.mkdtemp(prefix="twinctl-demo-"))
+    stack = Stack(env=dict(os.environ), workers=args.workers, quiet=True, log_dir=logs)
     try:
         stack.start()
+        print(f"twinctl demo: starting the ingress and {args.workers} worker process(es) "
+              f"(logs in {logs})", flush=True)
         stack.wait_ready(timeout=120)
         command = json.loads(EXAMPLE.read_text("utf-8"))
         print(f"twinctl demo: sending {EXAMPLE.name} to {stack.settings.cmd_topic}", flush=True)

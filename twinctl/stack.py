@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,11 @@ class StackError(RuntimeError):
 
 
 def resolve_services(
-    env: Mapping[str, str], *, say: bool = True, prefer_binary: bool = True
+    env: Mapping[str, str],
+    *,
+    say: bool = True,
+    prefer_binary: bool = True,
+    answers: Callable[[str, int], bool] = embedded.port_answers,
 ) -> tuple[dict[str, str], list[embedded.EmbeddedService]]:
     """Use configured or running Redis/MQTT; start embedded ones where neither.
 
@@ -42,7 +46,7 @@ def resolve_services(
     extra: dict[str, str] = {}
     started: list[embedded.EmbeddedService] = []
     redis_parts = urlsplit(settings.redis_url)
-    if not settings.redis_configured and not embedded.port_answers(
+    if not settings.redis_configured and not answers(
         redis_parts.hostname or "127.0.0.1", redis_parts.port or 6379
     ):
         svc = embedded.start_redis(prefer_binary=prefer_binary)
@@ -51,7 +55,7 @@ def resolve_services(
         if say:
             print(f"twinctl: no Redis configured or running; started {svc.description}",
                   flush=True)
-    if not settings.mqtt_configured and not embedded.port_answers(
+    if not settings.mqtt_configured and not answers(
         settings.mqtt.host, settings.mqtt.port
     ):
         svc = embedded.start_mqtt(prefer_binary=prefer_binary)
@@ -82,9 +86,11 @@ class Stack:
     def settings(self) -> Settings:
         return load_settings(self.env)
 
-    def start(self, *, embedded_ok: bool = True) -> None:
+    def start(self, *, embedded_ok: bool = True, **resolve: Any) -> None:
+        """Start the parts; ``resolve`` goes to :func:`resolve_services`."""
         if embedded_ok:
-            extra, self.services = resolve_services(self.env, say=not self.quiet)
+            extra, self.services = resolve_services(
+                self.env, say=not self.quiet or self.log_dir is not None, **resolve)
             self.env.update(extra)
         settings = self.settings
         py = [sys.executable, "-m", "twinctl"]
@@ -94,7 +100,7 @@ class Stack:
         if self.flower:
             self._spawn("flower", [sys.executable, "-m", "celery", "-A", "tasks.app", "flower",
                                    f"--port={self.flower_port}", "--address=127.0.0.1"])
-        if not self.quiet:
+        if not self.quiet or self.log_dir is not None:
             print(f"twinctl: controller {settings.controller_id!r} on {settings.mqtt.url}, "
                   f"Redis {settings.redis_url_safe}, {self.workers} worker process(es)"
                   + (f", Flower on http://127.0.0.1:{self.flower_port}" if self.flower else ""),
