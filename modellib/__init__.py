@@ -4,7 +4,7 @@ A plain library: no MQTT, Celery or Redis here, so a notebook can import it.
 """
 
 from . import models as _models  # noqa: F401  (registers the models)
-from .base import G, Input, Model, Output, Param, State, Variable
+from .base import Discrete, G, Input, Model, Output, Param, State, Variable
 from .errors import (
     CodedError,
     InvalidArgument,
@@ -17,7 +17,7 @@ from .errors import (
 from .registry import describe_models, get_model, model_names, register
 
 __all__ = [
-    "G", "Input", "Model", "Output", "Param", "State", "Variable",
+    "Discrete", "G", "Input", "Model", "Output", "Param", "State", "Variable",
     "CodedError", "InvalidArgument", "MissingArgument", "ModelLibError",
     "ModelRuntimeError", "UnknownFunction", "UnknownModel",
     "describe_models", "get_model", "model_names", "register",

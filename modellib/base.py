@@ -14,16 +14,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from marshmallow import RAISE, Schema, ValidationError, fields
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
-from .errors import InvalidArgument, MissingArgument, did_you_mean
+from .errors import InvalidArgument, MissingArgument, ModelRuntimeError, did_you_mean
 
-__all__ = ["Variable", "Param", "Input", "Output", "State", "Model", "StrictFloat", "G"]
+__all__ = ["Variable", "Param", "Input", "Output", "State", "Discrete", "Model", "StrictFloat",
+           "StrictInt", "StrictBool", "Vector", "Matrix", "G"]
 
 G = 9.80665
 """Standard gravity, m/s2 (CGPM 1901)."""
 
-Kind = Literal["parameter", "input", "output", "state"]
+Kind = Literal["parameter", "input", "output", "state", "discrete"]
+VarType = Literal["number", "integer", "boolean", "choice", "vector", "matrix"]
 
 
 @dataclass(frozen=True)
@@ -34,16 +36,26 @@ class Variable:
     name: str
     unit: str
     description: str
-    default: float | None = None
+    default: Any = None
     minimum: float | None = None
     maximum: float | None = None
     exclusive_minimum: bool = False
+    type: VarType = "number"
+    choices: tuple[str, ...] = ()
+    optional: bool = False
+    """a parameter that may be left out (its value is then None)"""
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "unit": self.unit,
                                "description": self.description}
+        if self.type != "number":
+            out["type"] = self.type
+        if self.choices:
+            out["choices"] = list(self.choices)
         if self.default is not None:
             out["default"] = self.default
+        if self.optional:
+            out["optional"] = True
         if self.minimum is not None:
             out["exclusive_minimum" if self.exclusive_minimum else "minimum"] = self.minimum
         if self.maximum is not None:
@@ -56,8 +68,10 @@ class Variable:
         hi = "" if self.maximum is None else f"<= {self.maximum:g}"
         return " and ".join(t for t in (lo, hi) if t)
 
-    def check(self, value: float) -> str | None:
-        """Why ``value`` is out of bounds, or None."""
+    def check(self, value: Any) -> str | None:
+        """Why ``value`` is out of bounds, or None (bounds apply to numbers)."""
+        if self.type not in ("number", "integer") or value is None:
+            return None
         lo, hi = self.minimum, self.maximum
         low = lo is not None and (value <= lo if self.exclusive_minimum else value < lo)
         if low or (hi is not None and value > hi):
@@ -79,7 +93,14 @@ def Output(name: str, unit: str, description: str) -> Variable:  # noqa: N802
 
 
 def State(name: str, unit: str, description: str, **kw: Any) -> Variable:  # noqa: N802
+    """A continuous state: integrated by the solver from :meth:`Model.derivatives`."""
     return Variable("state", name, unit, description, **kw)
+
+
+def Discrete(name: str, unit: str, description: str, **kw: Any) -> Variable:  # noqa: N802
+    """A discrete state: held between sample instants and events, changed by
+    :meth:`Model.update` and :meth:`Model.on_event`."""
+    return Variable("discrete", name, unit, description, **kw)
 
 
 class StrictFloat(fields.Float):
@@ -101,37 +122,121 @@ class StrictFloat(fields.Float):
             raise self.make_error("special") from None
 
 
+class StrictInt(fields.Integer):
+    """A whole JSON number (2 or 2.0), not a string or boolean."""
+
+    default_error_messages = {"invalid": "must be a whole number"}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kw: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.make_error("invalid")
+        if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+            raise self.make_error("invalid")
+        return int(value)
+
+
+class StrictBool(fields.Boolean):
+    default_error_messages = {"invalid": "must be true or false"}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kw: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+class Vector(fields.List):
+    """A non-empty list of finite numbers."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(StrictFloat(), validate=validate.Length(min=1), **kw)
+
+
+class Matrix(fields.List):
+    """A non-empty list of equally long, non-empty rows of finite numbers."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(Vector(), validate=validate.Length(min=1), **kw)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kw: Any) -> list:
+        rows: list = super()._deserialize(value, attr, data, **kw) or []
+        if len({len(r) for r in rows}) > 1:
+            raise ValidationError("rows must all have the same length")
+        return rows
+
+
+def _field(v: Variable) -> fields.Field:
+    meta = {"unit": v.unit, "description": v.description}
+    kw: dict[str, Any] = {"metadata": meta}
+    if v.optional:
+        kw.update(load_default=None, allow_none=True)
+    elif v.default is None:
+        kw["required"] = True
+    else:
+        kw["load_default"] = v.default
+    if v.type == "integer":
+        return StrictInt(**kw)
+    if v.type == "boolean":
+        return StrictBool(**kw)
+    if v.type == "choice":
+        return fields.String(validate=validate.OneOf(
+            v.choices, error=f"must be one of: {', '.join(v.choices)}"), **kw)
+    if v.type == "vector":
+        return Vector(**kw)
+    if v.type == "matrix":
+        return Matrix(**kw)
+    return StrictFloat(**kw)
+
+
 class Model:
     """Base of every model: declarations as class data, equations as methods.
 
     Subclasses set ``name``, ``description``, ``reference`` and the variable
-    tuples, and implement :meth:`output` (plus :meth:`derivatives` and
-    :meth:`steady_state` when they have states).
+    tuples, and implement :meth:`output`; models with continuous states also
+    :meth:`derivatives` and, where one exists, :meth:`steady_state`; sampled
+    models :meth:`sample_time` and :meth:`update`; switching models
+    :meth:`event_functions` and :meth:`on_event`.
+
+    Values travel as dicts of floats keyed by variable name: ``u`` the inputs,
+    ``x`` every state (continuous and discrete), ``t`` the time in s. A model
+    whose ports depend on its parameters (a state-space block) sets
+    ``self.inputs`` / ``self.outputs`` / ``self.states`` in ``__init__``; the
+    class attributes then describe them as templates.
     """
 
     name: ClassVar[str]
     description: ClassVar[str]
     reference: ClassVar[str] = ""
     parameters: ClassVar[tuple[Variable, ...]] = ()
-    inputs: ClassVar[tuple[Variable, ...]] = ()
-    outputs: ClassVar[tuple[Variable, ...]] = ()
-    states: ClassVar[tuple[Variable, ...]] = ()
+    inputs: tuple[Variable, ...] = ()
+    outputs: tuple[Variable, ...] = ()
+    states: tuple[Variable, ...] = ()
+    """continuous states"""
+    discrete: tuple[Variable, ...] = ()
+    """discrete states (held between samples and events)"""
     #: True when some output depends on the inputs at the same instant
-    #: (an algebraic path); False when outputs depend on states only.
+    #: (an algebraic path); False when outputs depend on states (and t) only.
     feedthrough: ClassVar[bool] = True
     _schema: ClassVar[Schema | None] = None
 
     def __init__(self, params: Mapping[str, Any] | None = None, *, path: str = "params") -> None:
-        self.p: dict[str, float] = self.load_params(params or {}, path=path)
+        self.p: dict[str, Any] = self.load_params(params or {}, path=path)
+        self.check(path)
+
+    def check(self, path: str) -> None:
+        """Checks that involve several parameters; raise InvalidArgument with a path."""
 
     # ----- metadata -------------------------------------------------------
-    @classmethod
-    def input_names(cls) -> tuple[str, ...]:
-        return tuple(v.name for v in cls.inputs)
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(v.name for v in self.inputs)
 
-    @classmethod
-    def output_names(cls) -> tuple[str, ...]:
-        return tuple(v.name for v in cls.outputs)
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(v.name for v in self.outputs)
+
+    def state_names(self) -> tuple[str, ...]:
+        return tuple(v.name for v in self.states)
+
+    def discrete_names(self) -> tuple[str, ...]:
+        return tuple(v.name for v in self.discrete)
 
     @classmethod
     def describe(cls) -> dict[str, Any]:
@@ -145,6 +250,7 @@ class Model:
             "inputs": [v.describe() for v in cls.inputs],
             "outputs": [v.describe() for v in cls.outputs],
             "states": [v.describe() for v in cls.states],
+            "discrete_states": [v.describe() for v in cls.discrete],
         }
 
     # ----- parameters -----------------------------------------------------
@@ -152,25 +258,19 @@ class Model:
     def params_schema(cls) -> Schema:
         """A marshmallow schema of the declared parameters (built once per class)."""
         if cls.__dict__.get("_schema") is None:
-            declared: dict[str, fields.Field] = {}
-            for v in cls.parameters:
-                meta = {"unit": v.unit, "description": v.description}
-                if v.default is None:
-                    declared[v.name] = StrictFloat(required=True, metadata=meta)
-                else:
-                    declared[v.name] = StrictFloat(load_default=v.default, metadata=meta)
+            declared = {v.name: _field(v) for v in cls.parameters}
             schema_cls = Schema.from_dict(declared, name=f"{cls.name}Params")
             cls._schema = schema_cls(unknown=RAISE)
         assert cls._schema is not None
         return cls._schema
 
     @classmethod
-    def load_params(cls, params: Mapping[str, Any], *, path: str = "params") -> dict[str, float]:
+    def load_params(cls, params: Mapping[str, Any], *, path: str = "params") -> dict[str, Any]:
         """Validate ``params`` against the declarations; raise on the first problem."""
         if not isinstance(params, Mapping):
             raise InvalidArgument(f"{path} must be an object of parameter values", path=path)
         try:
-            loaded: dict[str, float] = cls.params_schema().load(params)
+            loaded: dict[str, Any] = cls.params_schema().load(params)
         except ValidationError as exc:
             raise cls._translate(exc, path, params) from None
         for v in cls.parameters:
@@ -193,8 +293,7 @@ class Model:
         for name in [*declared, *sorted(map(str, messages))]:
             if name not in messages:
                 continue
-            text = " ".join(messages[name]) if isinstance(messages[name], list) else str(
-                messages[name])
+            text = _flatten(messages[name])
             where = f"{path}.{name}"
             if name not in declared:
                 return InvalidArgument(
@@ -216,23 +315,59 @@ class Model:
         return InvalidArgument(f"{path}: {messages}", path=path)
 
     # ----- equations ------------------------------------------------------
-    def output(self, u: Mapping[str, float], x: Mapping[str, float]) -> dict[str, float]:
-        """Output port values from input values ``u`` and state values ``x``."""
+    def output(self, t: float, u: Mapping[str, float], x: Mapping[str, float]) -> dict[str, float]:
+        """Output port values at time ``t`` from inputs ``u`` and states ``x``."""
         raise NotImplementedError
 
-    def derivatives(self, u: Mapping[str, float], x: Mapping[str, float]) -> dict[str, float]:
-        """d(state)/dt for each state; models without states return {}."""
+    def derivatives(
+        self, t: float, u: Mapping[str, float], x: Mapping[str, float]
+    ) -> dict[str, float]:
+        """d(state)/dt for each continuous state; models without any return {}."""
         return {}
 
-    def steady_state(self, u: Mapping[str, float]) -> dict[str, float]:
-        """State values at which every derivative is zero, for constant inputs ``u``."""
+    def steady_state(
+        self, t: float, u: Mapping[str, float], x0: Mapping[str, float]
+    ) -> dict[str, float]:
+        """States at which every derivative is zero, for constant inputs ``u``.
+
+        ``x0`` holds the initial states; discrete states keep their initial
+        values. Raise :class:`ModelRuntimeError` when there is no steady state.
+        """
         if self.states:
-            raise NotImplementedError(f"{self.name} has no steady state")
-        return {}
+            raise ModelRuntimeError(f"{self.name} has no steady state for static mode")
+        return dict(x0)
 
     def initial_state(self, given: Mapping[str, float] | None = None) -> dict[str, float]:
-        """Initial states: declared defaults overridden by ``given``."""
-        x = {v.name: float(v.default or 0.0) for v in self.states}
+        """Initial states (continuous and discrete): declared defaults overridden by ``given``."""
+        x = {v.name: float(v.default or 0.0) for v in (*self.states, *self.discrete)}
         x.update(given or {})
         return x
 
+    # ----- sampled and switching models -----------------------------------
+    def sample_time(self) -> float | None:
+        """Seconds between discrete updates, or None for a model that is not sampled."""
+        return None
+
+    def update(self, t: float, u: Mapping[str, float], x: Mapping[str, float]) -> dict[str, float]:
+        """New discrete state values at a sample instant ``t`` (sampled models only)."""
+        return {}
+
+    def event_functions(
+        self, t: float, u: Mapping[str, float], x: Mapping[str, float]
+    ) -> dict[str, float]:
+        """Zero-crossing functions: an event named ``k`` happens where value ``k`` changes sign."""
+        return {}
+
+    def on_event(
+        self, name: str, t: float, u: Mapping[str, float], x: Mapping[str, float]
+    ) -> dict[str, float]:
+        """New discrete state values after event ``name`` (switching models only)."""
+        return {}
+
+
+def _flatten(messages: Any) -> str:
+    if isinstance(messages, dict):
+        return "; ".join(f"item {k}: {_flatten(v)}" for k, v in messages.items())
+    if isinstance(messages, list):
+        return " ".join(_flatten(m) for m in messages)
+    return str(messages)

@@ -103,8 +103,9 @@ def _check_port(
     port: Port, elements: Mapping[str, Element], want: str, path: str
 ) -> None:
     """Check that ``port`` is an ``want`` ("input"/"output") port of its element."""
+    model = elements[port[0]].model
     cls = elements[port[0]].cls
-    ins, outs = cls.input_names(), cls.output_names()
+    ins, outs = model.input_names(), model.output_names()
     names = ins if want == "input" else outs
     if port[1] in names:
         return
@@ -227,7 +228,7 @@ def build_scenario(data: Any, *, path: str = "scenario") -> Scenario:
         where = f"{path}.elements.{name}"
         cls = get_model(spec["model"], path=f"{where}.model")
         model = cls(spec["params"], path=f"{where}.params")
-        states = {v.name for v in cls.states}
+        states = {*model.state_names(), *model.discrete_names()}
         for key in spec["initial"]:
             if key not in states:
                 raise InvalidArgument(
@@ -266,7 +267,7 @@ def build_scenario(data: Any, *, path: str = "scenario") -> Scenario:
         inputs[port] = _signal(value, where)
 
     for name, el in elements.items():
-        for var in el.cls.inputs:
+        for var in el.model.inputs:
             port = (name, var.name)
             if port in feeds or port in inputs:
                 continue
@@ -280,17 +281,17 @@ def build_scenario(data: Any, *, path: str = "scenario") -> Scenario:
             )
 
     if sc["outputs"] is None:
-        outputs = [(n, p) for n, el in elements.items() for p in el.cls.output_names()]
+        outputs = [(n, p) for n, el in elements.items() for p in el.model.output_names()]
     else:
         outputs = []
         for i, text in enumerate(sc["outputs"]):
             where = f"{path}.outputs[{i}]"
             port = _split_port(text, elements, where)
-            cls = elements[port[0]].cls
-            if port[1] not in (*cls.output_names(), *cls.input_names()):
-                names = (*cls.output_names(), *cls.input_names())
+            model = elements[port[0]].model
+            names = (*model.output_names(), *model.input_names())
+            if port[1] not in names:
                 raise InvalidScenario(
-                    f"{where}: {cls.name} has no port {port[1]!r}{did_you_mean(port[1], names)}",
+                    f"{where}: {model.name} has no port {port[1]!r}{did_you_mean(port[1], names)}",
                     path=where,
                 )
             outputs.append(port)

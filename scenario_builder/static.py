@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from scipy import optimize
 
+from modellib.errors import ModelRuntimeError
+
 from .errors import ScenarioRuntimeError
 from .graph import Element, Port, Scenario
 
@@ -27,6 +29,7 @@ class _Evaluator:
     def __init__(self, scenario: Scenario) -> None:
         self.sc = scenario
         start = (scenario.time or {}).get("start", 0.0)
+        self.t = float(start)
         self.values: dict[Port, float] = {
             port: sig.at(start) for port, sig in scenario.inputs.items()
         }
@@ -34,7 +37,7 @@ class _Evaluator:
 
     def inputs_of(self, el: Element, torn: dict[Port, float] | None = None) -> dict[str, float]:
         u = {}
-        for var in el.cls.inputs:
+        for var in el.model.inputs:
             port = (el.name, var.name)
             src = self.sc.feeds.get(port)
             if src is None:
@@ -49,11 +52,16 @@ class _Evaluator:
         u = self.inputs_of(el, torn)
         self.evaluations += 1
         try:
-            x = el.model.steady_state(u) if el.cls.states else {}
-            y = el.model.output(u, x)
+            x = el.model.steady_state(self.t, u, el.model.initial_state(el.initial))
+            y = el.model.output(self.t, u, x)
         except (ArithmeticError, ValueError) as exc:
             raise ScenarioRuntimeError(
                 f"element {el.name!r} ({el.cls.name}) failed: {exc}", path=None
+            ) from None
+        except ModelRuntimeError as exc:
+            raise ScenarioRuntimeError(
+                f"element {el.name!r} ({el.cls.name}): {exc.message}",
+                path=f"scenario.elements.{el.name}",
             ) from None
         for name, value in u.items():
             self.values[(el.name, name)] = value

@@ -16,7 +16,7 @@ def test_every_variable_has_a_unit_and_a_description() -> None:
     for name, meta in describe_models().items():
         json.dumps(meta)  # JSON-able
         assert meta["description"] and meta["reference"], name
-        for kind in ("parameters", "inputs", "outputs", "states"):
+        for kind in ("parameters", "inputs", "outputs", "states", "discrete_states"):
             for var in meta[kind]:
                 assert var["unit"] and var["description"], (name, kind, var)
 
@@ -25,12 +25,12 @@ def test_pump_affinity_law_and_hydraulic_power() -> None:
     # Reference: affinity laws H ~ n^2 at zero flow; P = rho g Q H / eta (Karassik, Pump
     # Handbook, ch. 2). Hand-computed: n = 1015 rpm = 0.7 n_rated, Q = 0.02 m3/s.
     pump = get_model("CentrifugalPump")(PUMP)
-    y = pump.output({"speed": 1015.0, "flow": 0.02}, {})
+    y = pump.output(0.0, {"speed": 1015.0, "flow": 0.02}, {})
     head = 40.0 * 0.7**2 - 2.0e4 * 0.02**2  # 19.6 - 8.0 = 11.6 m
     assert y["head"] == pytest.approx(11.6, rel=1e-12)
     assert y["power"] == pytest.approx(998.0 * G * 0.02 * head / 0.72, rel=1e-12)
     # shut-off: zero flow, zero power, head scales with the square of the speed
-    y0 = pump.output({"speed": 725.0, "flow": 0.0}, {})
+    y0 = pump.output(0.0, {"speed": 725.0, "flow": 0.0}, {})
     assert y0 == {"head": pytest.approx(10.0), "power": 0.0}
 
 

@@ -1,3 +1,7 @@
-"""The models of the library; importing this package registers them all."""
+"""The models of the library; importing this package registers every module in it."""
 
-from . import pump  # noqa: F401
+import importlib
+import pkgutil
+
+for _info in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_info.name}")

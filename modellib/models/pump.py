@@ -39,7 +39,7 @@ class CentrifugalPump(Model):
         Output("power", "W", "shaft power rho*g*Q*H/eta"),
     )
 
-    def output(self, u: Mapping[str, float], x: Mapping[str, float]) -> dict[str, float]:
+    def output(self, t: float, u: Mapping[str, float], x: Mapping[str, float]) -> dict[str, float]:
         p = self.p
         ratio = u["speed"] / p["rated_speed"]
         flow = u["flow"]
