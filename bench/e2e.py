@@ -28,6 +28,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -258,6 +259,7 @@ def main() -> int:
     try:
         for run in range(args.runs):
             env = {"TWIN_CONTROLLER_ID": f"bench{run}", "TWIN_MQTT_PREFIX": "bench",
+                   "TWIN_INSTANCES": tempfile.mkdtemp(prefix="twinctl-bench-") + "/instances",
                    "TWIN_MQTT_URL": mqtt_srv.url, "TWIN_REDIS_URL": f"{base}/{1 + run}",
                    "TWIN_LOG_LEVEL": "WARNING"}
             print(f"run {run + 1}/{args.runs}: twinctl ...", flush=True)

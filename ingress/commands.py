@@ -24,7 +24,7 @@ __all__ = ["Command", "parse_command", "check_fields", "sniff_id", "COMMANDS", "
 ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 COMMANDS = ("ping", "describe", "run", "call", "stop", "set", "jobs",
             "put_instance", "delete_instance")
-AVAILABLE = ("ping", "describe", "run")
+AVAILABLE = ("ping", "describe", "run", "call", "put_instance", "delete_instance")
 """The commands this version answers; the others get ``not_permitted``."""
 _ID_SNIFF = re.compile(rb'"id"\s*:\s*"([A-Za-z0-9._:-]{1,128})"')
 
@@ -54,7 +54,32 @@ class RunSchema(Schema):
     args = fields.Dict(load_default=dict)
 
 
-_SCHEMAS: dict[str, Schema] = {"ping": _NoFields(), "describe": _NoFields(), "run": RunSchema()}
+class CallSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    function = StrictString(required=True, validate=validate.Length(1, 128))
+    args = fields.Dict(load_default=dict)
+
+
+class PutInstanceSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    instance = fields.Dict(required=True)
+
+
+class DeleteInstanceSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    instance_id = StrictString(required=True, validate=validate.Length(1, 128))
+
+
+_SCHEMAS: dict[str, Schema] = {
+    "ping": _NoFields(), "describe": _NoFields(), "run": RunSchema(), "call": CallSchema(),
+    "put_instance": PutInstanceSchema(), "delete_instance": DeleteInstanceSchema(),
+}
 
 
 def _reject_constant(name: str) -> Any:

@@ -24,27 +24,40 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
 import redis
 
-from instances import InstanceLibrary
+from instances import Instance, InstanceLibrary
 from modellib import describe_models, model_names
 from modellib.errors import CodedError
+from modellib.functions import check_call, describe_functions
 from scenario_builder import SUPPORTED_MODES, check_scenario
+from tasks.jobs import call as call_task
 from tasks.jobs import run as run_task
 from tasks.outbox import Outbox
 from tasks.publisher import Publisher
 from tasks.replies import encode_json, timestamp
 from twinctl import __version__
 from twinctl.mqttconn import MqttConnection, Will, negotiate_protocol
-from twinctl.settings import Settings
+from twinctl.settings import DEFAULT_INSTANCES, Settings
 
 from .commands import AVAILABLE, Command, check_fields, parse_command
 from .errors import DuplicateId, UnknownTemplate
 
 __all__ = ["Ingress"]
+
+
+@dataclass
+class _Plan:
+    """What to answer first (after the duplicate-id guard), and what to do then."""
+
+    rtype: str
+    fields: dict[str, Any]
+    key: str = "final"
+    then: Callable[[], None] | None = None
 
 log = logging.getLogger("twinctl.ingress")
 T = TypeVar("T")
@@ -58,7 +71,7 @@ class Ingress:
         self.cid = settings.controller_id
         self.redis = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
         self.outbox = Outbox(self.redis, ttl=settings.duplicate_ttl)
-        self.library = InstanceLibrary(settings.instances_dir)
+        self.library = InstanceLibrary(settings.instances_dir, seed=DEFAULT_INSTANCES)
         self.protocol = protocol or settings.mqtt_protocol
         self._inbox: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
         self._stop = threading.Event()
@@ -126,8 +139,12 @@ class Ingress:
         return encode_json(fields)
 
     def _on_connected(self, session_present: bool) -> None:
-        assert self.conn is not None
-        self.conn.publish(self.settings.topic("status"), self._status("online"), retain=True)
+        self._publish_status()
+
+    def _publish_status(self) -> None:
+        if self.conn is not None:
+            self.conn.publish(self.settings.topic("status"), self._status("online"),
+                              retain=True)
 
     # ----- the handler thread ---------------------------------------------
     def _handle_loop(self) -> None:
@@ -185,31 +202,79 @@ class Ingress:
         command.dup = bool(msg.dup)
         command.reply_to = reply_to
         command.correlation = correlation
-        job: dict[str, Any] | None = None
-        first: tuple[str, dict[str, Any], str]
         try:
             check_fields(command)
-            if command.cmd == "ping":
-                first = ("pong", {}, "final")
-            elif command.cmd == "describe":
-                first = ("description", self.describe(), "final")
-            else:  # run
-                job = self._prepare_run(command)
-                first = ("ack", {"queue": job["queue"]}, "ack")
+            plan = self._plan(command)
         except CodedError as exc:
-            first, job = ("error", exc.as_reply(), "final"), None
-        rtype, fields, key = first
+            plan = _Plan("error", exc.as_reply())
         stored = self._retry("storing the first reply", lambda: self.outbox.put_first(
-            controller=self.cid, request_id=command.id, key=key, rtype=rtype, fields=fields,
-            topic=command.reply_to or self.settings.reply_topic(command.id),
+            controller=self.cid, request_id=command.id, key=plan.key, rtype=plan.rtype,
+            fields=plan.fields, topic=command.reply_to or self.settings.reply_topic(command.id),
             duplicate=self._duplicate(command.id), redelivered=command.dup,
             correlation=command.correlation.hex() if command.correlation else None,
         ))
         if stored.outcome == "redelivered":
             log.info("request %s: re-delivered duplicate ignored", command.id)
-        if stored.outcome == "new" and job is not None:
-            self._retry("queueing the job", lambda: run_task.apply_async(
-                args=job["args"], kwargs=job["kwargs"], queue=job["queue"]))
+        if stored.outcome == "new" and plan.then is not None:
+            plan.then()
+
+    def _plan(self, command: Command) -> _Plan:
+        """Check ``command`` against the libraries (no side effects); say what to do."""
+        body = command.body
+        if command.cmd == "ping":
+            return _Plan("pong", {})
+        if command.cmd == "describe":
+            return _Plan("description", self.describe())
+        if command.cmd == "run":
+            job = self._prepare_run(command)
+            return _Plan("ack", {"queue": job["queue"]}, "ack",
+                         lambda: self._enqueue(run_task, job))
+        if command.cmd == "call":
+            job = self._prepare_call(command)
+            return _Plan("ack", {"queue": job["queue"]}, "ack",
+                         lambda: self._enqueue(call_task, job))
+        if command.cmd == "put_instance":
+            inst = self.library.check(body["instance"], path="instance")
+            return _Plan("ack", {}, "ack", lambda: self._put_instance(command, inst))
+        if command.cmd == "delete_instance":
+            self.library.get(body["instance_id"], path="instance_id")
+            return _Plan("ack", {}, "ack", lambda: self._delete_instance(command))
+        raise AssertionError(f"no plan for {command.cmd!r}")  # parse_command refused it
+
+    def _enqueue(self, task: Any, job: dict[str, Any]) -> None:
+        self._retry("queueing the job", lambda: task.apply_async(
+            args=job["args"], kwargs=job["kwargs"], queue=job["queue"]))
+
+    def _put_instance(self, command: Command, inst: Instance) -> None:
+        try:
+            stored, created = self.library.put(inst.describe())
+        except OSError as exc:
+            log.error("could not store instance %s: %s", inst.id, exc)
+            self._final(command, "error", {
+                "code": "internal_error",
+                "message": f"the instance {inst.id!r} could not be stored: {exc.strerror}"})
+            return
+        self._final(command, "result", {"status": "ok", "created": created,
+                                         "instance": stored.describe()})
+        self._publish_status()
+
+    def _delete_instance(self, command: Command) -> None:
+        iid = command.body["instance_id"]
+        try:
+            self.library.delete(iid)
+        except CodedError as exc:  # deleted by an earlier command meanwhile
+            self._final(command, "error", exc.as_reply())
+            return
+        except OSError as exc:
+            self._final(command, "error", {
+                "code": "internal_error",
+                "message": f"the instance {iid!r} could not be deleted: {exc.strerror}"})
+            return
+        self._final(command, "result", {"status": "ok", "deleted": iid})
+        self._publish_status()
+
+    def _final(self, command: Command, rtype: str, fields: dict[str, Any]) -> None:
+        self._reply(command.id, "final", rtype, fields, command.reply_to, command.correlation)
 
     @staticmethod
     def _duplicate(rid: str) -> dict[str, Any]:
@@ -228,8 +293,17 @@ class Ingress:
         return topic or None, corr
 
     def describe(self) -> dict[str, Any]:
-        return {"models": describe_models(), "functions": {},
+        return {"models": describe_models(), "functions": describe_functions(),
                 "instances": self.library.describe(), "templates": {}}
+
+    def _prepare_call(self, command: Command) -> dict[str, Any]:
+        """Check a ``call`` against the function library; return the Celery job to send."""
+        name, args = command.body["function"], command.body["args"]
+        check_call(name, args, path="args", function_path="function")
+        reply_to = command.reply_to or self.settings.reply_topic(command.id)
+        correlation = command.correlation.hex() if command.correlation else None
+        return {"queue": "twin.short", "args": (command.id, self.cid, reply_to, name, args),
+                "kwargs": {"correlation": correlation}}
 
     def _prepare_run(self, command: Command) -> dict[str, Any]:
         """Check a ``run`` against the libraries; return the Celery job to send."""

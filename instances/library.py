@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,32 @@ class Instance:
                 "description": self.description, "tags": list(self.tags)}
 
 
+def _sync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomically(target: Path, body: bytes) -> None:
+    """Write ``body`` to ``target`` so that a crash leaves the old file or the new one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(body)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _sync_folder(target.parent)
+
+
 def _instance_from(data: Any, where: str) -> Instance:
     if not isinstance(data, dict):
         raise InvalidInstance(f"{where} must be a JSON object", path=where)
@@ -62,15 +90,27 @@ def _instance_from(data: Any, where: str) -> Instance:
 
 
 class InstanceLibrary:
-    """The instances of one controller, loaded from a folder of JSON files."""
+    """The instances of one controller, kept as one JSON file each in a folder.
 
-    def __init__(self, folder: Path) -> None:
+    :meth:`put` and :meth:`delete` change the folder atomically: a new file is
+    written beside the old one, flushed to disk and renamed over it, so a crash
+    leaves either the old or the new file, never half of one.
+    """
+
+    def __init__(self, folder: Path, *, seed: Path | None = None) -> None:
+        """Load ``folder``; if it does not exist yet, create it with a copy of ``seed``."""
         self.folder = Path(folder)
+        if not self.folder.exists() and seed is not None:
+            self.folder.mkdir(parents=True)
+            for source in sorted(Path(seed).glob("*.json")):
+                _write_atomically(self.folder / source.name, source.read_bytes())
         self._items: dict[str, Instance] = {}
+        self._files: dict[str, Path] = {}
         self.reload()
 
     def reload(self) -> None:
         items: dict[str, Instance] = {}
+        files: dict[str, Path] = {}
         for path in sorted(self.folder.glob("*.json")):
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
@@ -83,7 +123,32 @@ class InstanceLibrary:
             if inst.id in items:
                 raise InvalidInstance(f"instance file {path}: id {inst.id!r} is used twice")
             items[inst.id] = inst
-        self._items = items
+            files[inst.id] = path
+        self._items, self._files = items, files
+
+    def check(self, data: Any, *, path: str = "instance") -> Instance:
+        """Check an instance object against its model's parameter schema; store nothing."""
+        return _instance_from(data, path)
+
+    def put(self, data: Any, *, path: str = "instance") -> tuple[Instance, bool]:
+        """Check and store an instance (new or replacing one); return it and whether it is new."""
+        inst = _instance_from(data, path)
+        target = self._files.get(inst.id, self.folder / f"{inst.id}.json")
+        body = json.dumps(inst.describe(), indent=2, ensure_ascii=False) + "\n"
+        _write_atomically(target, body.encode("utf-8"))
+        created = inst.id not in self._items
+        self._items[inst.id] = inst
+        self._files[inst.id] = target
+        return inst, created
+
+    def delete(self, iid: str, *, path: str = "instance_id") -> Instance:
+        """Remove an instance and its file."""
+        inst = self.get(iid, path=path)
+        target = self._files.pop(iid)
+        target.unlink(missing_ok=True)
+        _sync_folder(target.parent)
+        del self._items[iid]
+        return inst
 
     def __contains__(self, iid: object) -> bool:
         return iid in self._items

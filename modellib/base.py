@@ -63,21 +63,31 @@ class Variable:
         return out
 
     def bounds_text(self) -> str:
-        lo = "" if self.minimum is None else (
-            f"> {self.minimum:g}" if self.exclusive_minimum else f">= {self.minimum:g}")
-        hi = "" if self.maximum is None else f"<= {self.maximum:g}"
-        return " and ".join(t for t in (lo, hi) if t)
+        return bounds_text(self.minimum, self.maximum, self.exclusive_minimum)
 
     def check(self, value: Any) -> str | None:
         """Why ``value`` is out of bounds, or None (bounds apply to numbers)."""
         if self.type not in ("number", "integer") or value is None:
             return None
-        lo, hi = self.minimum, self.maximum
-        low = lo is not None and (value <= lo if self.exclusive_minimum else value < lo)
-        if low or (hi is not None and value > hi):
-            unit = "" if self.unit == "1" else f" {self.unit}"
-            return f"must be {self.bounds_text()}{unit}, got {value:g}"
-        return None
+        return out_of_bounds(value, self.minimum, self.maximum, self.exclusive_minimum,
+                             self.unit)
+
+
+def bounds_text(minimum: float | None, maximum: float | None, exclusive: bool) -> str:
+    """``> 0 and <= 1`` and the like."""
+    lo = "" if minimum is None else (f"> {minimum:g}" if exclusive else f">= {minimum:g}")
+    hi = "" if maximum is None else f"<= {maximum:g}"
+    return " and ".join(t for t in (lo, hi) if t)
+
+
+def out_of_bounds(value: float, minimum: float | None, maximum: float | None,
+                  exclusive: bool, unit: str) -> str | None:
+    """Why ``value`` is outside the bounds (a phrase for a message), or None."""
+    low = minimum is not None and (value <= minimum if exclusive else value < minimum)
+    if low or (maximum is not None and value > maximum):
+        shown = "" if unit in ("1", "any") else f" {unit}"
+        return f"must be {bounds_text(minimum, maximum, exclusive)}{shown}, got {value:g}"
+    return None
 
 
 def Param(name: str, unit: str, description: str, **kw: Any) -> Variable:  # noqa: N802
@@ -114,12 +124,13 @@ class StrictFloat(fields.Float):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kw: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.make_error("invalid")
-        if not math.isfinite(value):
-            raise self.make_error("special")
         try:
-            return float(value)
+            number = float(value)  # a huge JSON integer overflows here
         except OverflowError:
             raise self.make_error("special") from None
+        if not math.isfinite(number):
+            raise self.make_error("special")
+        return number
 
 
 class StrictInt(fields.Integer):

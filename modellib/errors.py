@@ -91,4 +91,4 @@ def did_you_mean(name: object, known: Iterable[str]) -> str:
         return f" (did you mean {close[0]!r}?)"
     if len(choices) <= 12:
         return f" (known: {', '.join(choices)})" if choices else ""
-    return ""
+    return f" (none of the {len(choices)} known is close; the 'describe' command lists them)"

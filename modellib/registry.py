@@ -1,37 +1,53 @@
-"""The model registry: model classes by name."""
+"""Registries by name: one for models, one (in :mod:`modellib.functions`) for functions."""
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 from .base import Model
-from .errors import UnknownModel
+from .errors import ModelLibError, UnknownModel
 
-__all__ = ["register", "get_model", "model_names", "describe_models"]
-
-_MODELS: dict[str, type[Model]] = {}
-M = TypeVar("M", bound=type[Model])
+__all__ = ["Registry", "register", "get_model", "model_names", "describe_models"]
 
 
-def register(cls: M) -> M:
-    """Class decorator: add a model to the registry under ``cls.name``."""
-    if cls.name in _MODELS and _MODELS[cls.name] is not cls:
-        raise ValueError(f"two models are named {cls.name!r}")
-    _MODELS[cls.name] = cls
-    return cls
+T = TypeVar("T", bound=type[Any])
+"""a class with a ``name`` and a ``describe()`` classmethod"""
 
 
-def get_model(name: object, *, path: str | None = None) -> type[Model]:
-    """The model class called ``name``; :class:`UnknownModel` with a hint otherwise."""
-    if isinstance(name, str) and name in _MODELS:
-        return _MODELS[name]
-    raise UnknownModel(str(name), _MODELS, path=path)
+class Registry(Generic[T]):
+    """Classes by their ``name``; an unknown name raises ``unknown(name, known, path)``."""
+
+    def __init__(self, unknown: Callable[..., ModelLibError]) -> None:
+        self._items: dict[str, T] = {}
+        self._unknown = unknown
+
+    def register(self, cls: T) -> T:
+        """Class decorator: add ``cls`` under ``cls.name``."""
+        if cls.name in self._items and self._items[cls.name] is not cls:
+            raise ValueError(f"two entries are named {cls.name!r}")
+        self._items[cls.name] = cls
+        return cls
+
+    def get(self, name: object, *, path: str | None = None) -> T:
+        if isinstance(name, str) and name in self._items:
+            return self._items[name]
+        raise self._unknown(name, self._items, path=path)
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        """Every entry's metadata, by name."""
+        return {name: self._items[name].describe() for name in sorted(self._items)}
 
 
-def model_names() -> list[str]:
-    return sorted(_MODELS)
+def _unknown_model(name: object, known: dict[str, Any], *, path: str | None) -> ModelLibError:
+    return UnknownModel(str(name), known, path=path)
 
 
-def describe_models() -> dict[str, dict[str, Any]]:
-    """Every model's metadata, by name."""
-    return {name: _MODELS[name].describe() for name in sorted(_MODELS)}
+MODELS: Registry[type[Model]] = Registry(_unknown_model)
+register = MODELS.register
+get_model = MODELS.get
+model_names = MODELS.names
+describe_models = MODELS.describe

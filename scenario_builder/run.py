@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from modellib.errors import UnknownFunction
-
 from .errors import NotPermitted
 from .graph import Scenario, build_scenario
+from .post import check_post, run_post
 from .static import solve_static
 
 __all__ = ["check_scenario", "run_scenario", "SUPPORTED_MODES"]
@@ -24,16 +23,14 @@ def check_scenario(data: Any) -> Scenario:
             f"use one of: {', '.join(SUPPORTED_MODES)}",
             path="scenario.mode",
         )
-    for i, call in enumerate(scenario.post):
-        # the function library is not part of this version yet: name it honestly
-        raise UnknownFunction(
-            f"no function {call['function']!r}: this controller's function library is empty",
-            path=f"scenario.post[{i}].function",
-        )
+    check_post(scenario)
     return scenario
 
 
 def run_scenario(data: Any) -> dict[str, Any]:
     """Check and run a scenario; return the fields of its ``result`` reply."""
     scenario = check_scenario(data)
-    return {"status": "ok", **solve_static(scenario)}
+    result = solve_static(scenario)
+    if scenario.post:
+        result["post"] = run_post(scenario, result["values"])
+    return {"status": "ok", **result}

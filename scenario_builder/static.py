@@ -88,20 +88,25 @@ class _Evaluator:
 
         label = ", ".join(repr(n) for n in names)
         best: Any = None
+        failure: ScenarioRuntimeError | None = None
         for method in ("hybr", "lm"):
             try:
                 sol = optimize.root(residual, np.zeros(len(torn)), method=method,
                                     options={"xtol": 1e-13} if method == "hybr" else {})
-            except (FloatingPointError, ScenarioRuntimeError):
+            except FloatingPointError:
+                continue
+            except ScenarioRuntimeError as exc:  # an element failed at some guess
+                failure = exc
                 continue
             if self._converged(residual, sol.x):
                 best = sol
                 break
         if best is None:
+            why = f"; the last failure: {failure.message}" if failure is not None else (
+                "; check that the curves cross, e.g. that the pump can deliver the static head")
             raise ScenarioRuntimeError(
                 f"the algebraic loop of elements {label} has no solution the solver could find "
-                f"(torn at {', '.join(f'{a}.{b}' for a, b in torn)}); check that the curves "
-                "cross, e.g. that the pump can deliver the static head",
+                f"(torn at {', '.join(f'{a}.{b}' for a, b in torn)}){why}",
                 path="scenario.connections",
             )
         residual(best.x)  # leave the values of the solution in self.values

@@ -1,8 +1,9 @@
 """The Celery tasks: thin, idempotent, JSON arguments that say which request they run.
 
-``twin.run`` runs a scenario and writes its ``result`` or ``error`` into the
-outbox under the logical key ``final``: a re-delivered task (worker killed,
-acks_late) may compute again, but its reply is stored once.
+``twin.run`` runs a scenario, ``twin.call`` one function of the function
+library; each writes its ``result`` or ``error`` into the outbox under the
+logical key ``final``: a re-delivered task (worker killed, acks_late) may
+compute again, but its reply is stored once.
 """
 
 from __future__ import annotations
@@ -10,18 +11,20 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
 from modellib.errors import CodedError
+from modellib.functions import call_function
 from scenario_builder import run_scenario
 
 from .app import app
 from .outbox import Outbox
 
-__all__ = ["run", "outbox"]
+__all__ = ["run", "call", "outbox"]
 
 log = logging.getLogger("twinctl.worker")
 
@@ -40,33 +43,26 @@ def outbox() -> Outbox:
     return _outbox
 
 
-@app.task(
-    name="twin.run",
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(redis.ConnectionError, redis.TimeoutError),
-    retry_backoff=True,
-    retry_backoff_max=30,
-    retry_jitter=True,
-    max_retries=20,
-)
-def run(
-    self: Any,
-    request_id: str,
-    controller: str,
-    reply_to: str,
-    scenario: dict[str, Any],
-    correlation: str | None = None,
-    summary: str = "",
-) -> str:
-    """Run ``scenario`` for request ``request_id`` of ``controller``; reply via the outbox.
+_RETRY = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": (redis.ConnectionError, redis.TimeoutError),
+    "retry_backoff": True,
+    "retry_backoff_max": 30,
+    "retry_jitter": True,
+    "max_retries": 20,
+}
 
-    ``summary`` only tells people (Flower) what the scenario is.
-    """
+
+def _answer(
+    compute: Callable[[], dict[str, Any]], *, request_id: str, controller: str, reply_to: str,
+    correlation: str | None,
+) -> str:
+    """Run ``compute`` and store its result, or the error it raised, as the final reply."""
     started = time.perf_counter()
     try:
-        fields: dict[str, Any] = run_scenario(scenario)
+        fields: dict[str, Any] = compute()
         rtype = "result"
     except CodedError as exc:
         fields, rtype = exc.as_reply(), "error"
@@ -75,7 +71,7 @@ def run(
                   "message": f"the run took longer than {app.conf.task_soft_time_limit} s"}
         rtype = "error"
     except (ArithmeticError, ValueError) as exc:
-        fields = {"code": "runtime_error", "message": f"the model failed: {exc}"}
+        fields = {"code": "runtime_error", "message": f"the computation failed: {exc}"}
         rtype = "error"
     except Exception:  # an unexpected bug must still answer the request
         log.exception("request %s: internal error", request_id)
@@ -90,3 +86,38 @@ def run(
         fields=fields, topic=reply_to, correlation=correlation,
     )
     return f"{rtype} seq={stored.seq}{'' if stored.new else ' (already sent)'}"
+
+
+@app.task(name="twin.run", **_RETRY)
+def run(
+    self: Any,
+    request_id: str,
+    controller: str,
+    reply_to: str,
+    scenario: dict[str, Any],
+    correlation: str | None = None,
+    summary: str = "",
+) -> str:
+    """Run ``scenario`` for request ``request_id`` of ``controller``; reply via the outbox.
+
+    ``summary`` only tells people (Flower) what the scenario is.
+    """
+    return _answer(lambda: run_scenario(scenario), request_id=request_id,
+                   controller=controller, reply_to=reply_to, correlation=correlation)
+
+
+@app.task(name="twin.call", **_RETRY)
+def call(
+    self: Any,
+    request_id: str,
+    controller: str,
+    reply_to: str,
+    function: str,
+    args: dict[str, Any],
+    correlation: str | None = None,
+) -> str:
+    """Run one function of the function library on ``args``; reply via the outbox."""
+    return _answer(lambda: {"status": "ok", "function": function,
+                            "value": call_function(function, args)},
+                   request_id=request_id, controller=controller, reply_to=reply_to,
+                   correlation=correlation)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -47,10 +48,12 @@ def mqtt_server() -> Iterator[embedded.EmbeddedService]:
 
 
 def stack_env(redis_server: Any, mqtt_server: Any, **extra: str) -> dict[str, str]:
-    """Settings for one isolated stack: own controller id, prefix and Redis database."""
+    """Settings for one isolated stack: own controller id, prefix, Redis database and
+    instance folder (seeded from the shipped set on first start)."""
     tag = uuid.uuid4().hex[:8]
     base = redis_server.url.rsplit("/", 1)[0]
     return {
+        "TWIN_INSTANCES": os.path.join(tempfile.gettempdir(), f"twinctl-test-{tag}", "instances"),
         "TWIN_CONTROLLER_ID": f"ctl-{tag}",
         "TWIN_MQTT_PREFIX": f"test-{tag}",
         "TWIN_MQTT_URL": mqtt_server.url,

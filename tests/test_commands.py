@@ -71,7 +71,7 @@ def test_unknown_cmd_suggests_the_closest() -> None:
 
 
 def test_known_but_unavailable_command_is_not_permitted() -> None:
-    e = err('{"id": "x", "cmd": "call"}')
+    e = err('{"id": "x", "cmd": "stop"}')
     assert e.code == "not_permitted" and e.path == "cmd"
 
 

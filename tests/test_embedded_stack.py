@@ -21,7 +21,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture()
 def embedded_stack(capsys: Any, tmp_path: Any) -> Iterator[Stack]:
-    env = {"TWIN_CONTROLLER_ID": f"emb-{uuid.uuid4().hex[:6]}", "TWIN_LOG_LEVEL": "WARNING"}
+    env = {"TWIN_CONTROLLER_ID": f"emb-{uuid.uuid4().hex[:6]}", "TWIN_LOG_LEVEL": "WARNING",
+           "TWIN_INSTANCES": str(tmp_path / "instances")}
     s = Stack(env=env, workers=1, quiet=True, log_dir=tmp_path)
     # as if nothing answered on the default addresses (nothing is configured in env),
     # and as if neither redis-server nor mosquitto were installed

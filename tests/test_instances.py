@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,3 +51,54 @@ def test_a_bad_file_is_named(tmp_path: Path, content: str, words: str) -> None:
     with pytest.raises(CodedError) as info:
         InstanceLibrary(tmp_path)
     assert "bad.json" in info.value.message and words in info.value.message
+
+
+NEW_PUMP = {"id": "P-201", "model": "CentrifugalPump", "description": "spare pump",
+            "tags": ["pump"], "params": {"rated_speed": 2900, "shutoff_head": 55.0,
+                                         "curve_coefficient": 30000.0, "efficiency": 0.7}}
+
+
+def test_a_new_folder_is_seeded_from_the_shipped_set(tmp_path: Path) -> None:
+    lib = InstanceLibrary(tmp_path / "lib", seed=DEFAULT_INSTANCES)
+    assert "P-101" in lib
+    assert sorted(p.name for p in (tmp_path / "lib").glob("*.json")) == sorted(
+        p.name for p in DEFAULT_INSTANCES.glob("*.json"))
+
+
+def test_put_and_delete_persist_and_survive_a_reload(tmp_path: Path) -> None:
+    lib = InstanceLibrary(tmp_path / "lib", seed=DEFAULT_INSTANCES)
+    inst, created = lib.put(NEW_PUMP)
+    assert created and inst.id == "P-201"
+    _, created = lib.put({**NEW_PUMP, "description": "renamed"})
+    assert not created
+    again = InstanceLibrary(tmp_path / "lib")
+    assert again.get("P-201").description == "renamed"
+    again.delete("P-101")
+    assert "P-101" not in InstanceLibrary(tmp_path / "lib")
+    # no temporary files are left behind
+    assert not list((tmp_path / "lib").glob(".*"))
+
+
+def test_put_refuses_a_bad_instance_and_writes_nothing(tmp_path: Path) -> None:
+    lib = InstanceLibrary(tmp_path / "lib", seed=DEFAULT_INSTANCES)
+    before = sorted((tmp_path / "lib").iterdir())
+    with pytest.raises(CodedError) as info:
+        lib.put({**NEW_PUMP, "params": {**NEW_PUMP["params"], "efficiency": 2}})
+    assert (info.value.code, info.value.path) == ("invalid_argument",
+                                                  "instance.params.efficiency")
+    assert sorted((tmp_path / "lib").iterdir()) == before
+
+
+def test_a_crash_while_writing_leaves_the_old_file(tmp_path: Path, monkeypatch: Any) -> None:
+    lib = InstanceLibrary(tmp_path / "lib", seed=DEFAULT_INSTANCES)
+    target = tmp_path / "lib" / "P-101.json"
+    old = target.read_bytes()
+
+    def crash(*args: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        lib.put({**json.loads(old), "description": "half-written?"})
+    assert target.read_bytes() == old
+    assert not list((tmp_path / "lib").glob(".*"))

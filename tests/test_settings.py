@@ -16,7 +16,8 @@ def test_defaults_work_on_one_machine() -> None:
     assert s.redis_url == "redis://127.0.0.1:6379/0"
     assert s.mqtt_prefix == "twin"
     assert s.max_command_bytes == 1 << 20
-    assert s.instances_dir == DEFAULT_INSTANCES
+    assert s.instances_dir.parts[-3:] == ("twinctl", s.controller_id, "instances")
+    assert DEFAULT_INSTANCES.is_dir()  # the shipped set that seeds it
     assert s.controller_id  # the host name
     assert not s.mqtt_configured and not s.redis_configured
     assert s.cmd_topic == f"twin/{s.controller_id}/cmd"
@@ -49,7 +50,7 @@ def test_settings_round_trip_through_the_environment() -> None:
         ({"TWIN_CONTROLLER_ID": "has space"}, "TWIN_CONTROLLER_ID"),
         ({"TWIN_MQTT_PREFIX": "twin/#"}, "wildcards"),
         ({"TWIN_MQTT_PROTOCOL": "4"}, "TWIN_MQTT_PROTOCOL"),
-        ({"TWIN_INSTANCES": "/no/such/folder"}, "not a folder"),
+        ({"TWIN_INSTANCES": __file__}, "not a folder"),
     ],
 )
 def test_a_wrong_value_is_one_clear_line(env: dict[str, str], words: str) -> None:

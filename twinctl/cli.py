@@ -28,7 +28,7 @@ from .settings import Settings, SettingsError, load_settings
 
 __all__ = ["main"]
 
-EXAMPLE = Path(__file__).resolve().parent / "examples" / "pump_static.json"
+EXAMPLE = Path(__file__).resolve().parent / "examples" / "pump_line_tank.json"
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -154,6 +154,14 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         stack.stop()
 
 
+def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
+    from modellib.docs import library_markdown
+
+    Path(args.out).write_text(library_markdown(), encoding="utf-8")
+    print(f"twinctl docs: wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="twinctl", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -181,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (30)")
     send.add_argument("--json", action="store_true", help="print each reply as one JSON line")
     send.set_defaults(func=cmd_send)
+
+    docs = sub.add_parser("docs", help="write the model and function library reference")
+    docs.add_argument("--out", default="docs/models.md")
+    docs.set_defaults(func=cmd_docs)
 
     demo = sub.add_parser("demo", help="start the stack, run an example scenario, stop")
     demo.add_argument("--workers", type=int, default=2)

@@ -14,7 +14,7 @@ and what would be right; the CLI prints that line and exits, never a traceback.
 | ``TWIN_REDIS_URL`` | ``redis://127.0.0.1:6379/0`` | Celery broker, outbox, duplicate guard |
 | ``TWIN_MAX_COMMAND_BYTES`` | ``1048576`` | larger commands get ``too_large`` |
 | ``TWIN_MAX_RESULT_ROWS`` | ``10000`` | longer series are streamed as ``data`` |
-| ``TWIN_INSTANCES`` | the shipped default library | folder of instance JSON files |
+| ``TWIN_INSTANCES`` | ``$XDG_DATA_HOME/twinctl/{cid}/instances`` | instance files (seeded) |
 | ``TWIN_DUPLICATE_TTL`` | ``86400`` | seconds a request id is remembered |
 """
 
@@ -33,6 +33,7 @@ __all__ = ["MqttEndpoint", "Settings", "SettingsError", "load_settings", "DEFAUL
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 PREFIX_RE = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
 DEFAULT_INSTANCES = Path(__file__).resolve().parent.parent / "instances" / "default"
+"""The shipped instance set that seeds a controller's own instance folder."""
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -202,12 +203,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     protocol = env.get("TWIN_MQTT_PROTOCOL", "").strip() or "auto"
     if protocol not in ("auto", "5", "3.1.1"):
         raise SettingsError(f"TWIN_MQTT_PROTOCOL={protocol!r}: must be 'auto', '5' or '3.1.1'")
+    controller_id = _name(env, "TWIN_CONTROLLER_ID", _default_controller_id())
     instances_raw = env.get("TWIN_INSTANCES", "").strip()
-    instances_dir = Path(instances_raw).expanduser() if instances_raw else DEFAULT_INSTANCES
-    if not instances_dir.is_dir():
-        raise SettingsError(f"TWIN_INSTANCES={str(instances_dir)!r}: not a folder")
+    if instances_raw:
+        instances_dir = Path(instances_raw).expanduser()
+        if instances_dir.exists() and not instances_dir.is_dir():
+            raise SettingsError(f"TWIN_INSTANCES={instances_raw!r}: not a folder")
+    else:
+        data_home = env.get("XDG_DATA_HOME", "").strip() or str(
+            Path(env.get("HOME", "") or Path.home()) / ".local" / "share")
+        instances_dir = Path(data_home) / "twinctl" / controller_id / "instances"
     return Settings(
-        controller_id=_name(env, "TWIN_CONTROLLER_ID", _default_controller_id()),
+        controller_id=controller_id,
         group=_name(env, "TWIN_GROUP", "default"),
         mqtt=mqtt,
         mqtt_prefix=prefix,

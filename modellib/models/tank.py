@@ -1,0 +1,112 @@
+"""Open vertical cylindrical tank draining through a bottom orifice (Torricelli's law)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from ..base import G, Input, Model, Output, Param, State
+from ..errors import ModelRuntimeError
+from ..registry import register
+
+
+@register
+class Tank(Model):
+    """Level of an open vertical cylinder filled by ``inflow`` and emptied by an orifice.
+
+    Equations (pure functions of t, u, x and the parameters)::
+
+        outflow      = Cd * a * sqrt(2 g max(level, 0))         Torricelli with Cd
+        d(level)/dt  = (inflow - outflow) / A
+                       but 0 when level <= 0 and inflow < outflow   (cannot go below empty)
+        volume       = A * level
+
+    The outputs report ``max(level, 0)``, so a solver that overshoots the empty
+    tank by a rounding error never shows a negative level or volume; the event
+    function ``dry`` uses the raw state so that the crossing can be located.
+    ``height`` (optional) only bounds the steady state and adds the event
+    ``full``; the model does not spill: above ``height`` the level keeps rising.
+    """
+
+    name = "Tank"
+    description = (
+        "Open vertical cylindrical tank of cross-section A with a sharp bottom orifice of "
+        "area a: the level rises with the inflow and falls with the orifice outflow "
+        "Cd*a*sqrt(2*g*level) (Torricelli's law with a discharge coefficient), never "
+        "below empty; outputs the level, the outflow and the stored volume, and signals "
+        "the events 'dry' (level reaches zero) and, when a height is given, 'full'."
+    )
+    reference = (
+        "Torricelli's law v = sqrt(2*g*h) from the Bernoulli equation with the orifice "
+        "discharge coefficient Cd: F. M. White, Fluid Mechanics, 7th ed., McGraw-Hill 2011, "
+        "ch. 3 (Bernoulli equation) and ch. 6 (orifice meters)."
+    )
+    parameters = (
+        Param("area", "m2", "cross-section A of the tank",
+              minimum=0.0, exclusive_minimum=True),
+        Param("outlet_area", "m2", "area a of the outlet orifice",
+              minimum=0.0, exclusive_minimum=True),
+        Param("discharge_coefficient", "1", "orifice discharge coefficient Cd",
+              default=0.62, minimum=0.0, exclusive_minimum=True, maximum=1.0),
+        Param("height", "m", "height of the tank wall, for the 'full' event and the "
+              "overflow check of the steady state (optional)",
+              optional=True, minimum=0.0, exclusive_minimum=True),
+    )
+    inputs = (
+        Input("inflow", "m3/s", "volume flow into the tank (negative: withdrawal by a pump)",
+              default=0.0),
+    )
+    outputs = (
+        Output("level", "m", "liquid level above the orifice"),
+        Output("outflow", "m3/s", "volume flow out through the orifice"),
+        Output("volume", "m3", "volume of liquid in the tank"),
+    )
+    states = (
+        State("level", "m", "liquid level above the orifice", default=0.0, minimum=0.0),
+    )
+    feedthrough = False
+
+    def _outflow(self, level: float) -> float:
+        p = self.p
+        return float(p["discharge_coefficient"] * p["outlet_area"] * math.sqrt(
+            2.0 * G * max(level, 0.0)))
+
+    def output(self, t: float, u: Mapping[str, float], x: Mapping[str, float]) -> dict[str, float]:
+        level = max(float(x["level"]), 0.0)
+        return {"level": level, "outflow": self._outflow(level),
+                "volume": self.p["area"] * level}
+
+    def derivatives(
+        self, t: float, u: Mapping[str, float], x: Mapping[str, float]
+    ) -> dict[str, float]:
+        level = float(x["level"])
+        net = float(u.get("inflow", 0.0)) - self._outflow(level)
+        if level <= 0.0 and net < 0.0:
+            return {"level": 0.0}
+        return {"level": net / self.p["area"]}
+
+    def steady_state(
+        self, t: float, u: Mapping[str, float], x0: Mapping[str, float]
+    ) -> dict[str, float]:
+        inflow = float(u.get("inflow", 0.0))
+        if inflow < 0.0:
+            raise ModelRuntimeError(
+                f"Tank has no steady state for a negative inflow ({inflow:g} m3/s): "
+                "the tank empties and stays dry while more is withdrawn than flows in")
+        p = self.p
+        level = (inflow / (p["discharge_coefficient"] * p["outlet_area"])) ** 2 / (2.0 * G)
+        height = p["height"]
+        if height is not None and level > height:
+            raise ModelRuntimeError(
+                f"Tank overflows: the steady level for an inflow of {inflow:g} m3/s is "
+                f"{level:g} m, above the tank height of {height:g} m")
+        return {"level": level}
+
+    def event_functions(
+        self, t: float, u: Mapping[str, float], x: Mapping[str, float]
+    ) -> dict[str, float]:
+        level = float(x["level"])
+        events = {"dry": level}
+        if self.p["height"] is not None:
+            events["full"] = self.p["height"] - level
+        return events
