@@ -8,8 +8,7 @@ from .errors import (
     InvalidCommand,
     InvalidJson,
     TooLarge,
-    UnknownTemplate,
 )
 
 __all__ = ["Command", "check_fields", "parse_command", "CommandError", "CommandNotPermitted",
-           "DuplicateId", "InvalidCommand", "InvalidJson", "TooLarge", "UnknownTemplate"]
+           "DuplicateId", "InvalidCommand", "InvalidJson", "TooLarge"]

@@ -8,7 +8,6 @@ Tree::
         ├── InvalidCommand      code ``invalid_command`` (no/bad id, unknown cmd, …)
         ├── TooLarge            code ``too_large``
         ├── DuplicateId         code ``duplicate_id``
-        ├── UnknownTemplate     code ``unknown_template``
         └── CommandNotPermitted code ``not_permitted``
 """
 
@@ -19,7 +18,7 @@ from typing import Any
 from modellib.errors import CodedError
 
 __all__ = ["CommandError", "InvalidJson", "InvalidCommand", "TooLarge", "DuplicateId",
-           "UnknownTemplate", "CommandNotPermitted"]
+           "CommandNotPermitted"]
 
 
 class CommandError(CodedError):
@@ -47,10 +46,6 @@ class TooLarge(CommandError):
 
 class DuplicateId(CommandError):
     code = "duplicate_id"
-
-
-class UnknownTemplate(CommandError):
-    code = "unknown_template"
 
 
 class CommandNotPermitted(CommandError):

@@ -34,7 +34,12 @@ from instances import Instance, InstanceLibrary
 from modellib import describe_models, model_names
 from modellib.errors import CodedError
 from modellib.functions import check_call, describe_functions
-from scenario_builder import SUPPORTED_MODES, check_scenario
+from scenario_builder import (
+    SUPPORTED_MODES,
+    check_scenario,
+    describe_templates,
+    expand_template,
+)
 from tasks.jobs import call as call_task
 from tasks.jobs import run as run_task
 from tasks.outbox import Outbox
@@ -45,7 +50,7 @@ from twinctl.mqttconn import MqttConnection, Will, negotiate_protocol
 from twinctl.settings import DEFAULT_INSTANCES, Settings
 
 from .commands import AVAILABLE, Command, check_fields, parse_command
-from .errors import DuplicateId, UnknownTemplate
+from .errors import DuplicateId
 
 __all__ = ["Ingress"]
 
@@ -294,7 +299,7 @@ class Ingress:
 
     def describe(self) -> dict[str, Any]:
         return {"models": describe_models(), "functions": describe_functions(),
-                "instances": self.library.describe(), "templates": {}}
+                "instances": self.library.describe(), "templates": describe_templates()}
 
     def _prepare_call(self, command: Command) -> dict[str, Any]:
         """Check a ``call`` against the function library; return the Celery job to send."""
@@ -308,12 +313,9 @@ class Ingress:
     def _prepare_run(self, command: Command) -> dict[str, Any]:
         """Check a ``run`` against the libraries; return the Celery job to send."""
         body = command.body
-        if "template" in body:
-            raise UnknownTemplate(
-                f"no template {body['template']!r}: this controller has no scenario templates",
-                path="template",
-            )
-        scenario = self.library.resolve(body["scenario"])
+        raw = (expand_template(body["template"], body["args"]) if "template" in body
+               else body["scenario"])
+        scenario = self.library.resolve(raw)
         checked = check_scenario(scenario)
         queue_name = "twin.short" if checked.mode == "static" else "twin.long"
         models = sorted({el.cls.name for el in checked.elements.values()})
@@ -321,7 +323,8 @@ class Ingress:
         reply_to = command.reply_to or self.settings.reply_topic(command.id)
         correlation = command.correlation.hex() if command.correlation else None
         return {"queue": queue_name, "args": (command.id, self.cid, reply_to, scenario),
-                "kwargs": {"correlation": correlation, "summary": summary}}
+                "kwargs": {"correlation": correlation, "summary": summary,
+                           "max_rows": self.settings.max_result_rows}}
 
     # ----- replies -----------------------------------------------------------
     def _reply(self, rid: str, key: str, rtype: str, fields: dict[str, Any],

@@ -227,6 +227,11 @@ class Model:
     #: True when some output depends on the inputs at the same instant
     #: (an algebraic path); False when outputs depend on states (and t) only.
     feedthrough: ClassVar[bool] = True
+    #: True when output, derivatives and event_functions also work on numpy arrays
+    #: (one entry per element, or per element and time) in u, x and self.p, and
+    #: the model has no discrete states: the engine then evaluates all elements of
+    #: the class in one call.
+    vectorized: ClassVar[bool] = False
     _schema: ClassVar[Schema | None] = None
 
     def __init__(self, params: Mapping[str, Any] | None = None, *, path: str = "params") -> None:

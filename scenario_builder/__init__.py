@@ -3,13 +3,23 @@
 A plain library on top of :mod:`modellib`: no MQTT, Celery or Redis here.
 """
 
-from .errors import InvalidScenario, NotPermitted, ScenarioError, ScenarioRuntimeError
+from .dynamic import simulate
+from .errors import (
+    InvalidScenario,
+    LimitExceeded,
+    NotPermitted,
+    ScenarioError,
+    ScenarioRuntimeError,
+    UnknownTemplate,
+)
 from .graph import Scenario, build_scenario
 from .run import SUPPORTED_MODES, check_scenario, run_scenario
 from .static import solve_static
+from .templates import describe_templates, expand_template
 
 __all__ = [
     "InvalidScenario", "NotPermitted", "ScenarioError", "ScenarioRuntimeError",
     "Scenario", "build_scenario", "check_scenario", "run_scenario", "solve_static",
-    "SUPPORTED_MODES",
+    "SUPPORTED_MODES", "simulate", "LimitExceeded", "UnknownTemplate", "describe_templates",
+    "expand_template",
 ]

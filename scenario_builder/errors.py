@@ -6,6 +6,8 @@ Tree::
     └── ScenarioError           base of this package's errors
         ├── InvalidScenario     code ``invalid_scenario``: unknown port, a port fed twice, …
         ├── NotPermitted        code ``not_permitted``: a mode this version does not run
+        ├── LimitExceeded       code ``limit_exceeded``: a run larger than allowed
+        ├── UnknownTemplate     code ``unknown_template``
         └── ScenarioRuntimeError code ``runtime_error``: a loop without solution, NaN, …
 
 Errors of the model library (``unknown_model``, ``missing_argument``,
@@ -16,7 +18,8 @@ from __future__ import annotations
 
 from modellib.errors import CodedError
 
-__all__ = ["ScenarioError", "InvalidScenario", "NotPermitted", "ScenarioRuntimeError"]
+__all__ = ["ScenarioError", "InvalidScenario", "NotPermitted", "LimitExceeded",
+           "UnknownTemplate", "ScenarioRuntimeError"]
 
 
 class ScenarioError(CodedError):
@@ -29,6 +32,14 @@ class InvalidScenario(ScenarioError):
 
 class NotPermitted(ScenarioError):
     code = "not_permitted"
+
+
+class LimitExceeded(ScenarioError):
+    code = "limit_exceeded"
+
+
+class UnknownTemplate(ScenarioError):
+    code = "unknown_template"
 
 
 class ScenarioRuntimeError(ScenarioError):

@@ -70,6 +70,7 @@ class Scenario:
     time: dict[str, Any] | None
     post: list[dict[str, Any]]
     realtime: dict[str, Any] | None
+    solver: dict[str, Any] = field(default_factory=dict)
     order: list[list[str]] = field(default_factory=list)
     """elements grouped into strongly connected components, in evaluation order"""
 
@@ -299,10 +300,18 @@ def build_scenario(data: Any, *, path: str = "scenario") -> Scenario:
     time = sc["time"]
     if time is not None:
         _check_time(time, f"{path}.time")
+    if sc["mode"] == "dynamic":
+        for key in ("stop", "step"):
+            if time is None or time.get(key) is None:
+                raise InvalidScenario(
+                    f"{path}.time.{key} is required in dynamic mode: give "
+                    "\"time\": {\"start\": 0, \"stop\": 600, \"step\": 1}",
+                    path=f"{path}.time.{key}",
+                )
 
     scenario = Scenario(
         mode=sc["mode"], elements=elements, feeds=feeds, inputs=inputs, outputs=outputs,
-        time=time, post=sc["post"], realtime=sc["realtime"],
+        time=time, post=sc["post"], realtime=sc["realtime"], solver=sc["solver"],
     )
     scenario.order = _components(list(elements), feeds)
     return scenario

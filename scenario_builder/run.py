@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .dynamic import simulate
 from .errors import NotPermitted
 from .graph import Scenario, build_scenario
 from .post import check_post, run_post
@@ -11,7 +12,7 @@ from .static import solve_static
 
 __all__ = ["check_scenario", "run_scenario", "SUPPORTED_MODES"]
 
-SUPPORTED_MODES = ("static",)
+SUPPORTED_MODES = ("static", "dynamic")
 
 
 def check_scenario(data: Any) -> Scenario:
@@ -30,7 +31,12 @@ def check_scenario(data: Any) -> Scenario:
 def run_scenario(data: Any) -> dict[str, Any]:
     """Check and run a scenario; return the fields of its ``result`` reply."""
     scenario = check_scenario(data)
-    result = solve_static(scenario)
-    if scenario.post:
-        result["post"] = run_post(scenario, result["values"])
+    if scenario.mode == "dynamic":
+        result = simulate(scenario)
+        if scenario.post:
+            result["post"] = run_post(scenario, result["values"], result["t"])
+    else:
+        result = solve_static(scenario)
+        if scenario.post:
+            result["post"] = run_post(scenario, result["values"])
     return {"status": "ok", **result}

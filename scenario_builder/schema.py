@@ -40,6 +40,20 @@ class TimeSchema(_Strict):
     step = StrictFloat(load_default=None, allow_none=True)
 
 
+SOLVER_METHODS = ("RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA")
+
+
+class SolverSchema(_Strict):
+    method = StrictString(load_default="RK45", validate=validate.OneOf(
+        SOLVER_METHODS, error=f"must be one of: {', '.join(SOLVER_METHODS)}"))
+    rtol = StrictFloat(load_default=1e-6, validate=validate.Range(
+        min=1e-13, max=0.1, error="must be between 1e-13 and 0.1"))
+    atol = StrictFloat(load_default=1e-9, validate=validate.Range(
+        min=1e-15, max=1.0, error="must be between 1e-15 and 1"))
+    max_step = StrictFloat(load_default=None, allow_none=True, validate=validate.Range(
+        min=0.0, min_inclusive=False, error="must be > 0 s"))
+
+
 class PostSchema(_Strict):
     function = StrictString(required=True)
     args = fields.Dict(keys=StrictString(), values=fields.Raw(), load_default=dict)
@@ -59,6 +73,7 @@ class ScenarioSchema(_Strict):
     inputs = fields.Dict(keys=StrictString(), values=fields.Raw(), load_default=dict)
     outputs = fields.List(StrictString(), load_default=None)
     time = fields.Nested(TimeSchema, load_default=None)
+    solver = fields.Nested(SolverSchema, load_default=lambda: SolverSchema().load({}))
     post = fields.List(fields.Nested(PostSchema), load_default=list)
     realtime = fields.Dict(keys=StrictString(), values=fields.Raw(), load_default=None)
 

@@ -88,6 +88,31 @@ def _answer(
     return f"{rtype} seq={stored.seq}{'' if stored.new else ' (already sent)'}"
 
 
+def stream_rows(
+    result: dict[str, Any], *, max_rows: int, request_id: str, controller: str,
+    reply_to: str, correlation: str | None,
+) -> dict[str, Any]:
+    """A series longer than ``max_rows`` goes out as ``data`` chunks (logical keys
+    ``data:0``, ``data:1``…, so a re-run stores none twice); the result then says
+    ``streamed: true`` instead of repeating them."""
+    t = result.get("t")
+    if t is None or len(t) <= max_rows:
+        return result
+    values = result.pop("values")
+    result.pop("t")
+    chunks = 0
+    for chunks, start in enumerate(range(0, len(t), max_rows), start=1):
+        end = start + max_rows
+        outbox().put(
+            controller=controller, request_id=request_id, key=f"data:{chunks - 1}",
+            rtype="data", topic=reply_to, correlation=correlation,
+            fields={"chunk": chunks - 1, "t": t[start:end],
+                    "values": {k: v[start:end] for k, v in values.items()}},
+        )
+    result.update(streamed=True, chunks=chunks, rows=len(t))
+    return result
+
+
 @app.task(name="twin.run", **_RETRY)
 def run(
     self: Any,
@@ -97,13 +122,19 @@ def run(
     scenario: dict[str, Any],
     correlation: str | None = None,
     summary: str = "",
+    max_rows: int = 10_000,
 ) -> str:
     """Run ``scenario`` for request ``request_id`` of ``controller``; reply via the outbox.
 
-    ``summary`` only tells people (Flower) what the scenario is.
+    ``summary`` only tells people (Flower) what the scenario is; ``max_rows`` is the
+    deployment's ``TWIN_MAX_RESULT_ROWS``.
     """
-    return _answer(lambda: run_scenario(scenario), request_id=request_id,
-                   controller=controller, reply_to=reply_to, correlation=correlation)
+    def compute() -> dict[str, Any]:
+        return stream_rows(run_scenario(scenario), max_rows=max_rows, request_id=request_id,
+                           controller=controller, reply_to=reply_to, correlation=correlation)
+
+    return _answer(compute, request_id=request_id, controller=controller, reply_to=reply_to,
+                   correlation=correlation)
 
 
 @app.task(name="twin.call", **_RETRY)

@@ -37,6 +37,15 @@ def _clean(value: Any, path: str, warnings: list[str]) -> Any:
     if isinstance(value, list | tuple):
         return [_clean(v, f"{path}[{i}]", warnings) for i, v in enumerate(value)]
     if isinstance(value, np.ndarray):
+        if value.dtype.kind == "f":
+            bad = ~np.isfinite(value)
+            if not bad.any():
+                return value.tolist()  # the common case: no per-number Python work
+            first = int(np.flatnonzero(bad.ravel())[0])
+            warnings.append(f"{path} had {int(bad.sum())} non-finite value(s) (the first "
+                            f"at index {first}), sent as null")
+            return [None if b else v for v, b in zip(value.ravel().tolist(),
+                                                      bad.ravel().tolist(), strict=True)]
         return _clean(value.tolist(), path, warnings)
     if isinstance(value, np.generic):
         return _clean(value.item(), path, warnings)

@@ -117,7 +117,7 @@ def test_describe_lists_models_with_units(orch: Orchestrator) -> None:
             "elements": {"pump": {"model": "CentrifugalPump", "instance": "P-101"}},
             "inputs": {"pump.speed": 1450}}}, "invalid_scenario", "scenario.inputs"),
         (lambda rid: {**pump_run(rid), "scenario": {**pump_run(rid)["scenario"],
-                                                     "mode": "dynamic"}},
+                                                     "mode": "realtime"}},
          "not_permitted", "scenario.mode"),
         (lambda rid: pump_run(rid, instance="P-999"), "unknown_instance",
          "scenario.elements.pump.instance"),

@@ -68,7 +68,7 @@ def code_path(data: Any) -> tuple[str, str | None]:
         (sc(outputs=["pump.hed"]), ("invalid_scenario", "scenario.outputs[0]")),
         (sc(time={"start": 0, "stop": 10, "step": 0}), ("invalid_scenario", "scenario.time.step")),
         (sc(time={"start": 5, "stop": 1, "step": 1}), ("invalid_scenario", "scenario.time.stop")),
-        (sc(mode="dynamic"), ("not_permitted", "scenario.mode")),
+        (sc(mode="realtime"), ("not_permitted", "scenario.mode")),
         (sc(post=[{"function": "meen", "args": {}}]),
          ("unknown_function", "scenario.post[0].function")),
     ],

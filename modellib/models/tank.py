@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
 
 from ..base import G, Input, Model, Output, Param, State
 from ..errors import ModelRuntimeError
@@ -26,6 +28,9 @@ class Tank(Model):
     function ``dry`` uses the raw state so that the crossing can be located.
     ``height`` (optional) only bounds the steady state and adds the event
     ``full``; the model does not spill: above ``height`` the level keeps rising.
+
+    The equations are numpy expressions, so the engine evaluates many tanks in
+    one call (``vectorized``): parameters, inputs and states may be arrays.
     """
 
     name = "Tank"
@@ -66,24 +71,24 @@ class Tank(Model):
     )
     feedthrough = False
 
-    def _outflow(self, level: float) -> float:
+    vectorized = True
+
+    def _outflow(self, level: Any) -> Any:
         p = self.p
-        return float(p["discharge_coefficient"] * p["outlet_area"] * math.sqrt(
-            2.0 * G * max(level, 0.0)))
+        return p["discharge_coefficient"] * p["outlet_area"] * np.sqrt(
+            2.0 * G * np.maximum(level, 0.0))
 
-    def output(self, t: float, u: Mapping[str, float], x: Mapping[str, float]) -> dict[str, float]:
-        level = max(float(x["level"]), 0.0)
-        return {"level": level, "outflow": self._outflow(level),
-                "volume": self.p["area"] * level}
+    def output(self, t: float, u: Mapping[str, Any], x: Mapping[str, Any]) -> dict[str, Any]:
+        level = np.maximum(x["level"], 0.0)
+        return _plain({"level": level, "outflow": self._outflow(level),
+                       "volume": self.p["area"] * level})
 
-    def derivatives(
-        self, t: float, u: Mapping[str, float], x: Mapping[str, float]
-    ) -> dict[str, float]:
-        level = float(x["level"])
-        net = float(u.get("inflow", 0.0)) - self._outflow(level)
-        if level <= 0.0 and net < 0.0:
-            return {"level": 0.0}
-        return {"level": net / self.p["area"]}
+    def derivatives(self, t: float, u: Mapping[str, Any], x: Mapping[str, Any]) -> dict[str, Any]:
+        level = x["level"]
+        net = u.get("inflow", 0.0) - self._outflow(level)
+        # cannot go below empty: no fall while dry and more leaves than enters
+        rate = np.where((level <= 0.0) & (net < 0.0), 0.0, net / self.p["area"])
+        return _plain({"level": rate})
 
     def steady_state(
         self, t: float, u: Mapping[str, float], x0: Mapping[str, float]
@@ -103,10 +108,20 @@ class Tank(Model):
         return {"level": level}
 
     def event_functions(
-        self, t: float, u: Mapping[str, float], x: Mapping[str, float]
-    ) -> dict[str, float]:
-        level = float(x["level"])
-        events = {"dry": level}
-        if self.p["height"] is not None:
-            events["full"] = self.p["height"] - level
+        self, t: float, u: Mapping[str, Any], x: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        level = x["level"]
+        height = self.p["height"]
+        events: dict[str, Any] = {"dry": _plain_value(level)}
+        if height is not None and not np.all(np.isnan(height)):
+            events["full"] = _plain_value(height - level)
         return events
+
+
+def _plain_value(value: Any) -> Any:
+    """A Python float for a scalar, the array itself for vectorized evaluation."""
+    return float(value) if np.ndim(value) == 0 else value
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: _plain_value(v) for k, v in values.items()}
