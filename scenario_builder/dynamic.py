@@ -40,7 +40,7 @@ from modellib.errors import ModelRuntimeError
 from .errors import LimitExceeded, ScenarioRuntimeError
 from .graph import Element, Port, Scenario, _components
 
-__all__ = ["simulate", "MAX_ROWS", "MAX_SEGMENTS"]
+__all__ = ["simulate", "check_rows", "MAX_ROWS", "MAX_SEGMENTS"]
 
 MAX_ROWS = 10_000_000
 """Output rows above which a run is refused before it starts (``limit_exceeded``)."""
@@ -130,7 +130,10 @@ class _Engine:
             for name, el in self.elements.items() if el.model.discrete_names()
         }
         self.nfev = 0
+        self.record_s = 0.0
         self._cache_key: tuple[float, bytes] | None = None
+        self._plan_key: tuple[int, ...] | None = None
+        self._plan: tuple[list[tuple[_Block, Model]], np.ndarray, int] = ([], np.empty(0), 0)
         self._cache_s: np.ndarray | None = None
 
     # ------------------------------------------------------------ building
@@ -360,29 +363,101 @@ class _Engine:
         self._cache_key = None
 
     # ------------------------------------------------------------ outputs
-    def record(self, t: np.ndarray, x: np.ndarray, s_out: np.ndarray, col: slice) -> None:
-        """Signals at the grid times ``t`` (states ``x``: one column per time) into ``s_out``."""
+    def port_index(self, port: Port) -> int:
+        """Where a port's value is in the signal vector (an input port: its source)."""
+        if port in self.index:
+            return self.index[port]
+        return self.index[self.sc.feeds[port]]
+
+    def needed_blocks(self, rows: list[int]) -> list[_Block]:
+        """The blocks whose outputs the signals ``rows`` need, in evaluation order."""
+        wanted = set(rows)
+        blocks = [b for b in self.stage_b if isinstance(b, _Block)]
+        keep: set[int] = set()
+        for blk in reversed(blocks):  # feed-through: inputs are needed too
+            if any(int(i) in wanted for idx in blk.outputs.values() for i in idx):
+                keep.add(id(blk))
+                wanted.update(int(i) for idx in blk.inputs.values() for i in idx)
+        keep.update(id(b) for b in self.stage_a
+                    if any(int(i) in wanted for idx in b.outputs.values() for i in idx))
+        return [b for b in [*self.stage_a, *blocks] if id(b) in keep]
+
+    def _record_plan(self, rows: list[int]) -> tuple[list[tuple[_Block, Model]], np.ndarray, int]:
+        """The blocks to evaluate for ``rows``, their column-shaped batches, and the
+        compact numbering of the signals they need (-1: not stored). Made once."""
+        key = tuple(rows)
+        if self._plan_key != key:
+            blocks = self.needed_blocks(rows)
+            wanted = set(rows)
+            for blk in blocks:
+                wanted.update(int(i) for idx in blk.inputs.values() for i in idx)
+            compact = np.full(self.n_signals, -1)
+            ordered = sorted(wanted)
+            compact[ordered] = np.arange(len(ordered))
+            self._plan = ([(b, _batch(b.members, column=True)) for b in blocks], compact,
+                          len(ordered))
+            self._plan_key = key
+        return self._plan
+
+    def record(self, t: np.ndarray, x: np.ndarray, rows: list[int], out: np.ndarray,
+               col: slice) -> None:
+        """Signals ``rows`` at the grid times ``t`` (states ``x``, a column per time)."""
+        started = _time.perf_counter()
+        try:
+            self._record(t, x, rows, out, col)
+        finally:
+            self.record_s += _time.perf_counter() - started
+
+    def _record(self, t: np.ndarray, x: np.ndarray, rows: list[int], out: np.ndarray,
+                col: slice) -> None:
         if not self.singles and all(isinstance(b, _Block) for b in self.stage_b):
-            # everything vectorizes over time too: one call per block
-            s = np.empty((self.n_signals, len(t)))
-            s[self.const_slots, :] = np.array(self.const_values)[:, None]
+            # everything vectorizes over time too: one call per needed block, and only
+            # the signals needed are stored (compact rows)
+            blocks, compact, n = self._record_plan(rows)
+            s = np.empty((n, len(t)))
+            for slot, value in zip(self.const_slots, self.const_values, strict=True):
+                if compact[slot] >= 0:
+                    s[compact[slot]] = value
             for slot, sig in self.series:
-                s[slot] = np.interp(t, sig.t, sig.v) if not sig.constant else sig.v[0]
-            for blk in [*self.stage_a, *self.stage_b]:
-                assert isinstance(blk, _Block)
-                model = _batch(blk.members, column=True) if blk.vector else blk.model
-                u = {k: s[idx] for k, idx in blk.inputs.items()}
+                if compact[slot] >= 0:
+                    s[compact[slot]] = np.interp(t, sig.t, sig.v)
+            for blk, model in blocks:
+                u = {k: s[_rows(compact[idx])] for k, idx in blk.inputs.items()}
                 xs = {k: x[sl] for k, sl in blk.states.items()}
                 y = model.output(t, u, xs)  # type: ignore[arg-type]  # arrays: vectorized
                 for k, idx in blk.outputs.items():
-                    s[idx] = y[k]
-            s_out[:, col] = s
+                    where = compact[idx]
+                    keep = where >= 0
+                    if keep.all():
+                        s[_rows(where)] = y[k]
+                    elif keep.any():
+                        s[where[keep]] = np.asarray(y[k])[keep]
+            out[:, col] = s[_rows(compact[rows])]
             return
         for i, ti in enumerate(t):
-            s_out[:, col.start + i] = self.evaluate(float(ti), np.ascontiguousarray(x[:, i]))
+            out[:, col.start + i] = self.evaluate(float(ti), np.ascontiguousarray(x[:, i]))[rows]
+
+
+def _rows(index: np.ndarray) -> slice | np.ndarray:
+    """``index`` as a slice when it is a run of consecutive rows (a view, no copy)."""
+    if len(index) and index[0] >= 0 and np.all(np.diff(index) == 1):
+        return slice(int(index[0]), int(index[-1]) + 1)
+    return index
+
+
+def check_rows(time: dict[str, Any]) -> int:
+    """The number of output rows; ``limit_exceeded`` above :data:`MAX_ROWS`."""
+    start, stop, step = float(time["start"]), float(time["stop"]), float(time["step"])
+    rows = math.floor((stop - start) / step + 1e-9) + 2
+    if rows > MAX_ROWS:
+        raise LimitExceeded(
+            f"the run would return about {rows} rows; at most {MAX_ROWS} are allowed: "
+            "make time.step larger or the run shorter", path="scenario.time.step")
+    return rows
 
 
 def _grid(time: dict[str, Any]) -> np.ndarray:
+    check_rows(time)
     start, stop, step = float(time["start"]), float(time["stop"]), float(time["step"])
     n = math.floor((stop - start) / step + 1e-9)
     grid = start + step * np.arange(n + 1)
@@ -398,10 +473,6 @@ def simulate(sc: Scenario) -> dict[str, Any]:
     started = _time.perf_counter()
     assert sc.time is not None
     grid = _grid(sc.time)
-    if len(grid) > MAX_ROWS:
-        raise LimitExceeded(
-            f"the run would return {len(grid)} rows; at most {MAX_ROWS} are allowed: "
-            "make time.step larger or the run shorter", path="scenario.time.step")
     eng = _Engine(sc)
     solver = sc.solver or {}
     opts: dict[str, Any] = {"method": solver.get("method", "RK45"),
@@ -413,7 +484,8 @@ def simulate(sc: Scenario) -> dict[str, Any]:
     sampled = eng.sampled()
     next_sample = dict.fromkeys(sampled, t)
     k_sample = dict.fromkeys(sampled, 0)
-    s_out = np.empty((eng.n_signals, len(grid)))
+    rows = [eng.port_index(port) for port in sc.outputs]
+    s_out = np.empty((len(rows), len(grid)))
     recorded = 0
     segments = events = samples = 0
     while True:
@@ -439,7 +511,7 @@ def simulate(sc: Scenario) -> dict[str, Any]:
         if eng.n_states == 0:
             # nothing to integrate: record at the grid times of this segment and jump
             if len(t_eval):
-                eng.record(t_eval, np.zeros((0, len(t_eval))), s_out,
+                eng.record(t_eval, np.zeros((0, len(t_eval))), rows, s_out,
                            slice(recorded, recorded + len(t_eval)))
                 recorded += len(t_eval)
             t = t_end
@@ -460,10 +532,11 @@ def simulate(sc: Scenario) -> dict[str, Any]:
                 f"the solver failed at t = {float(sol.t[-1]) if len(sol.t) else t:g} s: "
                 f"{sol.message}; try solver.method \"LSODA\" or \"BDF\" for a stiff "
                 "scenario, or a smaller solver.max_step", path="scenario.solver")
-        rows = min(len(sol.t), len(t_eval))
-        if rows:
-            eng.record(sol.t[:rows], sol.y[:, :rows], s_out, slice(recorded, recorded + rows))
-            recorded += rows
+        done = min(len(sol.t), len(t_eval))
+        if done:
+            eng.record(sol.t[:done], sol.y[:, :done], rows, s_out,
+                       slice(recorded, recorded + done))
+            recorded += done
         if sol.status == 1:  # a terminal event
             fired = [(i, float(te[0])) for i, te in enumerate(sol.t_events) if len(te)]
             i, te = min(fired, key=lambda item: item[1])
@@ -479,13 +552,13 @@ def simulate(sc: Scenario) -> dict[str, Any]:
         t = t_end
     if recorded != len(grid):  # pragma: no cover - a bug, not an input
         raise ScenarioRuntimeError(f"recorded {recorded} of {len(grid)} rows", path="scenario")
-    values = {f"{e}.{p}": s_out[eng.index[(e, p)]] if (e, p) in eng.index
-              else None for e, p in sc.outputs}
+    values = {f"{e}.{p}": s_out[i] for i, (e, p) in enumerate(sc.outputs)}
     return {
         "t": grid,
         "values": values,
         "stats": {"rows": len(grid), "elements": len(sc.elements), "states": eng.n_states,
                   "rhs_evaluations": eng.nfev, "segments": segments, "events": events,
-                  "samples": samples, "solve_ms": round((_time.perf_counter() - started)
-                                                        * 1000, 3)},
+                  "samples": samples,
+                  "solve_ms": round((_time.perf_counter() - started) * 1000, 3),
+                  "outputs_ms": round(eng.record_s * 1000, 3)},
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .dynamic import simulate
+from .dynamic import check_rows, simulate
 from .errors import NotPermitted
 from .graph import Scenario, build_scenario
 from .post import check_post, run_post
@@ -24,6 +24,9 @@ def check_scenario(data: Any) -> Scenario:
             f"use one of: {', '.join(SUPPORTED_MODES)}",
             path="scenario.mode",
         )
+    if scenario.mode == "dynamic":
+        assert scenario.time is not None  # required in dynamic mode by build_scenario
+        check_rows(scenario.time)
     check_post(scenario)
     return scenario
 
