@@ -8,6 +8,7 @@ Tree::
         ├── InvalidCommand      code ``invalid_command`` (no/bad id, unknown cmd, …)
         ├── TooLarge            code ``too_large``
         ├── DuplicateId         code ``duplicate_id``
+        ├── Overloaded          code ``limit_exceeded``: too many jobs waiting
         └── CommandNotPermitted code ``not_permitted``
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 from modellib.errors import CodedError
 
 __all__ = ["CommandError", "InvalidJson", "InvalidCommand", "TooLarge", "DuplicateId",
-           "CommandNotPermitted"]
+           "CommandNotPermitted", "Overloaded"]
 
 
 class CommandError(CodedError):
@@ -50,3 +51,10 @@ class DuplicateId(CommandError):
 
 class CommandNotPermitted(CommandError):
     code = "not_permitted"
+
+
+class Overloaded(CommandError):
+    code = "limit_exceeded"
+
+    def as_reply(self) -> dict[str, Any]:
+        return {**super().as_reply(), "queued": self.data.get("queued")}

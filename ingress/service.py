@@ -42,7 +42,7 @@ from scenario_builder import (
 )
 from tasks.jobs import call as call_task
 from tasks.jobs import run as run_task
-from tasks.outbox import Outbox
+from tasks.outbox import Outbox, outbox_stream
 from tasks.publisher import Publisher
 from tasks.replies import encode_json, timestamp
 from twinctl import __version__
@@ -50,7 +50,7 @@ from twinctl.mqttconn import MqttConnection, Will, negotiate_protocol
 from twinctl.settings import DEFAULT_INSTANCES, Settings
 
 from .commands import AVAILABLE, Command, check_fields, parse_command
-from .errors import DuplicateId
+from .errors import DuplicateId, Overloaded
 
 __all__ = ["Ingress"]
 
@@ -75,7 +75,8 @@ class Ingress:
         self.settings = settings
         self.cid = settings.controller_id
         self.redis = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
-        self.outbox = Outbox(self.redis, ttl=settings.duplicate_ttl)
+        self.outbox = Outbox(self.redis, ttl=settings.duplicate_ttl,
+                             max_entries=settings.outbox_max)
         self.library = InstanceLibrary(settings.instances_dir, seed=DEFAULT_INSTANCES)
         self.protocol = protocol or settings.mqtt_protocol
         self._inbox: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
@@ -83,6 +84,8 @@ class Ingress:
         self.conn: MqttConnection | None = None
         self.publisher: Publisher | None = None
         self.handled = 0
+        self.depths: dict[str, int] = {}
+        """jobs waiting per queue, and replies waiting in the outbox (refreshed twice a second)"""
 
     # ----- lifecycle ------------------------------------------------------
     def start(self) -> None:
@@ -107,6 +110,9 @@ class Ingress:
         self._handler = threading.Thread(target=self._handle_loop, name="ingress-handler",
                                          daemon=True)
         self._handler.start()
+        self._monitor = threading.Thread(target=self._monitor_loop, name="ingress-monitor",
+                                         daemon=True)
+        self._monitor.start()
         self.publisher.start()
         self.conn.start()
         log.info("ingress %s listening on %s (MQTT %s, Redis %s)", self.cid,
@@ -120,6 +126,40 @@ class Ingress:
             self.publisher.stop()
         if self.conn is not None:
             self.conn.stop(final=(self.settings.topic("status"), self._status("offline")))
+
+    QUEUES = ("twin.short", "twin.long", "twin.realtime")
+
+    def _monitor_loop(self) -> None:
+        """Queue depths for admission and the status; the status again when they change
+        (at most every 5 s)."""
+        published: dict[str, int] = {}
+        last = 0.0
+        while not self._stop.wait(0.5):
+            try:
+                pipe = self.redis.pipeline(transaction=False)
+                for q in self.QUEUES:
+                    pipe.llen(q)
+                pipe.xlen(outbox_stream(self.cid))
+                counts = pipe.execute()
+            except redis.RedisError as exc:
+                log.debug("queue depths unavailable: %s", exc)
+                continue
+            self.depths = {**dict(zip(self.QUEUES, counts[:-1], strict=True)),
+                           "outbox": counts[-1]}
+            now = time.monotonic()
+            if self.depths != published and now - last >= 5.0:
+                self._publish_status()
+                published, last = dict(self.depths), now
+
+    def _admit(self) -> None:
+        """Refuse new work at once when too much is waiting (instead of no answer)."""
+        waiting = self.depths.get("twin.short", 0) + self.depths.get("twin.long", 0)
+        if waiting >= self.settings.max_queued:
+            raise Overloaded(
+                f"this controller has {waiting} jobs waiting (its limit is "
+                f"{self.settings.max_queued}); send the command again later",
+                queued=waiting,
+            )
 
     def _negotiate(self) -> str:
         delay = 0.5
@@ -140,6 +180,8 @@ class Ingress:
                 version=__version__, protocol=self.protocol, commands=list(AVAILABLE),
                 modes=list(SUPPORTED_MODES), models=model_names(),
                 instances=sorted(self.library.describe()),
+                queues={q: self.depths.get(q, 0) for q in self.QUEUES},
+                outbox=self.depths.get("outbox", 0),
             )
         return encode_json(fields)
 
@@ -231,10 +273,12 @@ class Ingress:
         if command.cmd == "describe":
             return _Plan("description", self.describe())
         if command.cmd == "run":
+            self._admit()
             job = self._prepare_run(command)
             return _Plan("ack", {"queue": job["queue"]}, "ack",
                          lambda: self._enqueue(run_task, job))
         if command.cmd == "call":
+            self._admit()
             job = self._prepare_call(command)
             return _Plan("ack", {"queue": job["queue"]}, "ack",
                          lambda: self._enqueue(call_task, job))

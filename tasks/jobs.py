@@ -38,7 +38,8 @@ def outbox() -> Outbox:
     if _outbox is None or _outbox_pid != os.getpid():
         url = app.conf.broker_url
         ttl = int(os.environ.get("TWIN_DUPLICATE_TTL", "86400"))
-        _outbox = Outbox(redis.Redis.from_url(url), ttl=ttl)
+        bound = int(os.environ.get("TWIN_OUTBOX_MAX", "100000"))
+        _outbox = Outbox(redis.Redis.from_url(url), ttl=ttl, max_entries=bound)
         _outbox_pid = os.getpid()
     return _outbox
 

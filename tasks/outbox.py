@@ -16,6 +16,12 @@ Keys (``{cid}`` is the controller id)::
     twin:{cid}:req:{id}:seq      next seq of request id (INCR)
     twin:{cid}:req:{id}:keys     hash logical key -> seq
     twin:{cid}:id:{id}           the duplicate-id guard (SET NX, 24 h)
+    twin:{cid}:outbox:data       stream ids of waiting data replies, oldest first
+    twin:{cid}:outbox:dropped    data replies dropped (outbox full), by request id
+
+With a bound (``max_entries``), a full outbox drops its oldest waiting ``data``
+reply to make room — never an ``ack``, ``result`` or ``error`` — and the next
+reply of that request carries ``"dropped_data": n``: the loss is never silent.
 """
 
 from __future__ import annotations
@@ -30,39 +36,68 @@ from .replies import encode_json, envelope_parts, timestamp
 
 __all__ = ["Outbox", "Stored", "First", "outbox_stream"]
 
+# KEYS: 1 stream, 2 seq counter, 3 logical-key hash, 4 data index (list of "sid|id"),
+#       5 dropped counts by request; (put_first) 6 the duplicate-id guard
+# ARGV: 1 request id, 2 topic, 3 correlation hex, 4 ttl, 5 max entries (0: no bound),
+#       6 logical key, 7 head, 8 tail, 9 "1" for a data reply;
+#       (put_first) 10 redelivered flag, 11 duplicate error key, 12 its head, 13 its tail,
+#       14 the guard's value
 _APPEND_FN = """
-local function append(key, head, tail)
+local function append(key, head, tail, is_data)
   local existing = redis.call('HGET', KEYS[3], key)
   if existing then
     return {0, tonumber(existing)}
+  end
+  local max = tonumber(ARGV[5])
+  if max > 0 and redis.call('XLEN', KEYS[1]) >= max then
+    -- full: drop the oldest data reply still waiting; never an ack, result or error
+    while true do
+      local item = redis.call('LPOP', KEYS[4])
+      if not item then break end
+      local sep = string.find(item, '|', 1, true)
+      if redis.call('XDEL', KEYS[1], string.sub(item, 1, sep - 1)) == 1 then
+        redis.call('HINCRBY', KEYS[5], string.sub(item, sep + 1), 1)
+        break
+      end
+    end
   end
   local seq = redis.call('INCR', KEYS[2]) - 1
   redis.call('HSET', KEYS[3], key, seq)
   redis.call('EXPIRE', KEYS[2], ARGV[4])
   redis.call('EXPIRE', KEYS[3], ARGV[4])
-  local payload = head .. seq .. tail
+  local extra = ''
+  local lost = redis.call('HGET', KEYS[5], ARGV[1])
+  if lost then
+    extra = ',"dropped_data":' .. lost
+    redis.call('HDEL', KEYS[5], ARGV[1])
+  end
+  local payload = head .. seq .. extra .. tail
+  local sid
   if ARGV[3] == '' then
-    redis.call('XADD', KEYS[1], '*', 't', ARGV[2], 'p', payload)
+    sid = redis.call('XADD', KEYS[1], '*', 't', ARGV[2], 'p', payload)
   else
-    redis.call('XADD', KEYS[1], '*', 't', ARGV[2], 'p', payload, 'c', ARGV[3])
+    sid = redis.call('XADD', KEYS[1], '*', 't', ARGV[2], 'p', payload, 'c', ARGV[3])
+  end
+  if is_data == '1' then
+    redis.call('RPUSH', KEYS[4], sid .. '|' .. ARGV[1])
+    if max > 0 then
+      redis.call('LTRIM', KEYS[4], -max, -1)
+    end
   end
   return {1, seq}
 end
 """
-# KEYS: stream, seq counter, logical-key hash; ARGV: key, topic, correlation, ttl, head, tail
-_APPEND = _APPEND_FN + "return append(ARGV[1], ARGV[5], ARGV[6])"
-# … plus KEYS[4] the duplicate-id guard; ARGV[7..11]: redelivered flag, then the
-# duplicate_id error's key, head and tail; ARGV[11] the guard's value.
+_APPEND = _APPEND_FN + "return append(ARGV[6], ARGV[7], ARGV[8], ARGV[9])"
 # Returns {1, seq} for a new id, {2, seq} for a repeated one, {3, -1} for a re-delivery.
 _FIRST = _APPEND_FN + """
-if redis.call('SET', KEYS[4], ARGV[11], 'NX', 'EX', ARGV[4]) then
-  local r = append(ARGV[1], ARGV[5], ARGV[6])
+if redis.call('SET', KEYS[6], ARGV[14], 'NX', 'EX', ARGV[4]) then
+  local r = append(ARGV[6], ARGV[7], ARGV[8], ARGV[9])
   return {1, r[2]}
 end
-if ARGV[7] == '1' then
+if ARGV[10] == '1' then
   return {3, -1}
 end
-local r = append(ARGV[8], ARGV[9], ARGV[10])
+local r = append(ARGV[11], ARGV[12], ARGV[13], '0')
 return {2, r[2]}
 """
 
@@ -92,9 +127,13 @@ class First:
 class Outbox:
     """Writes replies of any controller into its outbox stream (workers and ingress)."""
 
-    def __init__(self, client: redis.Redis, *, ttl: int = 86_400) -> None:
+    def __init__(self, client: redis.Redis, *, ttl: int = 86_400, max_entries: int = 0) -> None:
+        """``max_entries`` bounds the stream (0: unbounded): when it is full, the oldest
+        waiting ``data`` reply is dropped to make room, and the next reply of its
+        request says how many were (``dropped_data``)."""
         self.redis = client
         self.ttl = ttl
+        self.max_entries = max_entries
         self._append = client.register_script(_APPEND)
         self._first = client.register_script(_FIRST)
 
@@ -113,14 +152,20 @@ class Outbox:
         head, tail = envelope_parts(request_id, controller, rtype, fields)
         new, seq = self._append(
             keys=self._keys(controller, request_id),
-            args=[key, topic, correlation or "", self.ttl, head, tail],
+            args=self._args(request_id, topic, correlation, key, head, tail, rtype),
         )
         return Stored(seq=int(seq), new=bool(new))
 
     @staticmethod
     def _keys(controller: str, request_id: str) -> list[str]:
         base = f"twin:{controller}:req:{request_id}"
-        return [outbox_stream(controller), f"{base}:seq", f"{base}:keys"]
+        stream = outbox_stream(controller)
+        return [stream, f"{base}:seq", f"{base}:keys", f"{stream}:data", f"{stream}:dropped"]
+
+    def _args(self, request_id: str, topic: str, correlation: str | None, key: str,
+              head: str, tail: str, rtype: str) -> list[Any]:
+        return [request_id, topic, correlation or "", self.ttl, self.max_entries, key, head,
+                tail, "1" if rtype == "data" else "0"]
 
     def put_first(
         self,
@@ -146,7 +191,7 @@ class Outbox:
         dhead, dtail = envelope_parts(request_id, controller, "error", duplicate)
         outcome, seq = self._first(
             keys=[*self._keys(controller, request_id), f"twin:{controller}:id:{request_id}"],
-            args=[key, topic, correlation or "", self.ttl, head, tail,
+            args=[*self._args(request_id, topic, correlation, key, head, tail, rtype),
                   "1" if redelivered else "0", f"duplicate:{uuid.uuid4().hex}", dhead, dtail,
                   timestamp()],
         )

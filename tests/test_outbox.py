@@ -115,3 +115,23 @@ def test_publisher_sends_what_was_stored_while_disconnected_then_deletes_it(
         conn.stop()
         sub.disconnect()
         sub.loop_stop()
+
+
+def test_a_full_outbox_drops_the_oldest_data_never_a_result_and_says_so(
+    rclient: redis.Redis,
+) -> None:
+    box = Outbox(rclient, max_entries=5)
+    put(box, "c", "r", "ack", "ack")
+    for i in range(6):  # data:4 and data:5 find the outbox full: data:0 and data:1 go
+        put(box, "c", "r", f"data:{i}")
+    assert rclient.xlen(outbox_stream("c")) == 5
+    put(box, "c", "r", "final", "result")  # full again: data:2 goes, the result stays
+    payloads = [json.loads(f[b"p"]) for _, f in rclient.xrange(outbox_stream("c"))]
+    assert [(p["type"], p["seq"]) for p in payloads] == [
+        ("ack", 0), ("data", 4), ("data", 5), ("data", 6), ("result", 7)]
+    # each loss is reported in the next reply of the request, never silently
+    assert [p.get("dropped_data") for p in payloads] == [None, None, 1, 1, 1]
+    for _ in range(10):  # only results and acks left to drop: they are kept
+        put(box, "c", f"x{_}", "final", "result")
+    kinds = [json.loads(f[b"p"])["type"] for _, f in rclient.xrange(outbox_stream("c"))]
+    assert kinds.count("result") == 11 and "ack" in kinds

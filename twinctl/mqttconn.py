@@ -5,7 +5,8 @@
   (``protocol="auto"`` asks the broker once, see :func:`negotiate_protocol`);
 - TCP_NODELAY on every socket (without it a loopback round trip costs ~88 ms);
 - TLS for ``mqtts://``, user and password from the URL, a last will;
-- reconnects in paho's background thread with capped exponential backoff;
+- reconnects in paho's background thread with capped, jittered exponential backoff
+  (reset only after a successful CONNACK);
 - subscriptions are (re)made on every CONNACK.
 
 Foreign errors (paho's return codes, socket errors) are translated into
@@ -15,6 +16,7 @@ Foreign errors (paho's return codes, socket errors) are translated into
 from __future__ import annotations
 
 import logging
+import random
 import socket
 import ssl
 import threading
@@ -131,6 +133,7 @@ class MqttConnection:
         on_connected: Callable[[bool], None] | None = None,
         manual_ack: bool = False,
         max_inflight: int = 100,
+        backoff: tuple[float, float] = (0.5, 10.0),
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)}, not {protocol!r}")
@@ -138,6 +141,10 @@ class MqttConnection:
             raise ValueError("client_id must not be empty")
         if max_inflight < 1:
             raise ValueError("max_inflight must be at least 1")
+        if not 0 < backoff[0] <= backoff[1]:
+            raise ValueError("backoff must be (first, cap) with 0 < first <= cap seconds")
+        self._backoff = backoff
+        self._attempt = 0
         self.endpoint = endpoint
         self.protocol = protocol
         self.v5 = protocol == "5"
@@ -156,13 +163,14 @@ class MqttConnection:
         _configure(self.client, endpoint)
         self.client.max_inflight_messages_set(max_inflight)
         self.client.max_queued_messages_set(0)
-        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._next_delay()
         if will is not None:
             self.client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         self.client.on_connect = self._handle_connect
         self.client.on_disconnect = self._handle_disconnect
         self.client.on_message = self._handle_message
         self.client.on_publish = self._handle_publish
+        self.client.on_connect_fail = lambda client, userdata: self._next_delay()
 
     # ----- lifecycle ------------------------------------------------------
     def start(self) -> None:
@@ -212,6 +220,14 @@ class MqttConnection:
     def ack(self, mid: int, qos: int) -> None:
         self.client.ack(mid, qos)
 
+    def _next_delay(self) -> None:
+        """Capped exponential backoff with jitter for paho's next reconnect attempt,
+        so a fleet of controllers does not reconnect in step after a broker restart."""
+        first, cap = self._backoff
+        delay = min(cap, first * 2 ** self._attempt) * random.uniform(0.5, 1.0)
+        self._attempt = min(self._attempt + 1, 30)
+        self.client.reconnect_delay_set(min_delay=delay, max_delay=delay)
+
     # ----- paho callbacks (network thread) -------------------------------
     def _handle_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
@@ -219,6 +235,8 @@ class MqttConnection:
         if rc.is_failure:
             log.error("MQTT broker %s refused the connection: %s", self.endpoint.url, rc)
             return
+        self._attempt = 0  # reset only after a successful CONNACK
+        self._next_delay()
         for topic, qos in self._subscriptions:
             client.subscribe(topic, qos)
         log.info("connected to MQTT broker %s (MQTT %s, session %s)", self.endpoint.url,
@@ -232,6 +250,7 @@ class MqttConnection:
     ) -> None:
         was = self.connected.is_set()
         self.connected.clear()
+        self._next_delay()
         if was and not self._stopping:
             log.warning("lost the MQTT broker %s (%s); reconnecting", self.endpoint.url, rc)
 

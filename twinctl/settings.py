@@ -16,6 +16,8 @@ and what would be right; the CLI prints that line and exits, never a traceback.
 | ``TWIN_MAX_RESULT_ROWS`` | ``10000`` | longer series are streamed as ``data`` |
 | ``TWIN_INSTANCES`` | ``$XDG_DATA_HOME/twinctl/{cid}/instances`` | instance files (seeded) |
 | ``TWIN_DUPLICATE_TTL`` | ``86400`` | seconds a request id is remembered |
+| ``TWIN_OUTBOX_MAX`` | ``100000`` | replies kept for a broker outage (oldest data dropped) |
+| ``TWIN_MAX_QUEUED`` | ``1000`` | jobs waiting above which ``run``/``call`` are refused |
 """
 
 from __future__ import annotations
@@ -97,6 +99,8 @@ class Settings:
     max_result_rows: int
     instances_dir: Path
     duplicate_ttl: int
+    outbox_max: int = 100_000
+    max_queued: int = 1_000
     mqtt_configured: bool = False
     redis_configured: bool = False
 
@@ -134,6 +138,8 @@ class Settings:
             "TWIN_MAX_RESULT_ROWS": str(self.max_result_rows),
             "TWIN_INSTANCES": str(self.instances_dir),
             "TWIN_DUPLICATE_TTL": str(self.duplicate_ttl),
+            "TWIN_OUTBOX_MAX": str(self.outbox_max),
+            "TWIN_MAX_QUEUED": str(self.max_queued),
         }
 
 
@@ -224,6 +230,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_result_rows=_int(env, "TWIN_MAX_RESULT_ROWS", 10_000, 1, 10_000_000),
         instances_dir=instances_dir,
         duplicate_ttl=_int(env, "TWIN_DUPLICATE_TTL", 86_400, 1, 30 * 86_400),
+        outbox_max=_int(env, "TWIN_OUTBOX_MAX", 100_000, 100, 100_000_000),
+        max_queued=_int(env, "TWIN_MAX_QUEUED", 1_000, 1, 100_000_000),
         mqtt_configured=bool(mqtt_url),
         redis_configured=bool(redis_url),
     )
