@@ -51,11 +51,25 @@ class Publisher:
         # handed to paho, oldest first; paho marks each info as published on PUBACK
         self._inflight: list[tuple[mqtt.MQTTMessageInfo, bytes]] = []
         self._puback = threading.Event()
+        # mids acknowledged by the broker: consulted for messages handed to paho while the
+        # connection was down (paho sends them after the reconnect, but their
+        # MQTTMessageInfo never reports "published")
+        self._acked_mids: set[int] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.sent = 0
         self.acknowledged = 0
-        connection.publish_acked = lambda mid: self._puback.set()
+        connection.publish_acked = self._on_puback
+
+    def _on_puback(self, mid: int) -> None:  # paho's network thread
+        self._acked_mids.add(mid)
+        self._puback.set()
+
+    def _published(self, info: mqtt.MQTTMessageInfo) -> bool:
+        try:
+            return info.is_published()
+        except (RuntimeError, ValueError):  # handed over while disconnected
+            return info.mid in self._acked_mids
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="outbox-publisher", daemon=True)
@@ -70,10 +84,13 @@ class Publisher:
 
     def _delete_acked(self) -> None:
         """Delete the entries whose PUBACK came; keep the rest in flight."""
-        done = [entry for info, entry in self._inflight if info.is_published()]
+        flags = [self._published(info) for info, _ in self._inflight]
+        done = [entry for (_, entry), ok in zip(self._inflight, flags, strict=True) if ok]
         if not done:
+            if len(self._acked_mids) > 4 * self.window:
+                self._acked_mids.clear()  # acks of messages that are not ours
             return
-        self._inflight = [(i, e) for i, e in self._inflight if not i.is_published()]
+        self._inflight = [item for item, ok in zip(self._inflight, flags, strict=True) if not ok]
         self.acknowledged += len(done)
         try:
             self.redis.xdel(self.stream, *done)
@@ -81,7 +98,17 @@ class Publisher:
             log.warning("could not delete %d sent replies from the outbox: %s", len(done), exc)
 
     def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._drain()
+            except Exception:  # noqa: BLE001  (the publisher must outlive any surprise)
+                log.exception("the outbox publisher failed; starting again in 1 s")
+                self._stop.wait(1.0)
+
+    def _drain(self) -> None:
         cursor: bytes | str = "0"  # from the oldest entry still stored
+        if self._inflight:  # after a failure: what paho holds will be acknowledged
+            cursor = self._inflight[-1][1]
         backoff = 0.5
         while not self._stop.is_set():
             self._puback.clear()
@@ -111,6 +138,8 @@ class Publisher:
         corr_hex = fields.get(b"c")
         correlation = bytes.fromhex(corr_hex.decode()) if corr_hex else None
         info = self.conn.publish(topic, fields[b"p"], qos=1, correlation=correlation)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            self._acked_mids.discard(info.mid)  # a stale ack of an older message with this mid
         self._inflight.append((info, entry_id))
         self.sent += 1
 
@@ -118,7 +147,7 @@ class Publisher:
         """Wait until everything stored has been acknowledged (for a clean stop)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not any(not info.is_published() for info, _ in self._inflight):
+            if all(self._published(info) for info, _ in self._inflight):
                 try:
                     if self.redis.xlen(self.stream) <= len(self._inflight):
                         return True

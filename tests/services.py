@@ -1,0 +1,301 @@
+"""Redis and Mosquitto servers that a fault-injection test can kill and bring back.
+
+Unlike :mod:`twinctl.embedded` (throw-away servers in a temp dir that vanishes on
+stop), these keep their port and their data directory across restarts, so a test
+can SIGKILL a server and start it again "after a crash" with whatever it had
+persisted: Redis's append-only file, Mosquitto's ``mosquitto.db``.
+
+Every server binds 127.0.0.1 on a port the test chose (:func:`free_port`), never
+the machine's shared ones. Each child is asked (``PR_SET_PDEATHSIG``) to die with
+the test process, and :meth:`stop` (used by the fixtures' finalizers) kills it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["HOST", "ServerError", "free_port", "RedisProcess", "MosquittoProcess"]
+
+HOST = "127.0.0.1"
+
+
+class ServerError(RuntimeError):
+    """A server did not start (or not in time); the message has its log's tail."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (released before returning)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text("utf-8", "replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class _Server:
+    """One server process on a fixed port and data directory; restartable."""
+
+    name = "server"
+    start_timeout = 20.0
+
+    def __init__(self, port: int, dir: str | os.PathLike[str]) -> None:
+        self.port = port
+        self.dir = Path(dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.dir / f"{self.name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    # ----- to be provided --------------------------------------------------
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def probe(self, remaining: float) -> str | None:
+        """None when the server is ready, else why not."""
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        raise NotImplementedError
+
+    # ----- life cycle -------------------------------------------------------
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float | None = None) -> None:
+        """Start the server (it must not be running) and wait until it answers."""
+        if self.running:
+            raise ServerError(f"{self.name} on port {self.port} is already running")
+        log: IO[bytes] = open(self.log_path, "ab")  # noqa: SIM115
+        try:
+            log.write(f"\n--- start #{self.starts + 1} at {time.time():.3f} ---\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                self.argv(), cwd=self.dir, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, preexec_fn=_die_with_parent(),
+            )
+        finally:
+            log.close()
+        self.starts += 1
+        self._wait_ready(self.start_timeout if timeout is None else timeout)
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        reason = "not started"
+        while True:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise ServerError(f"{self.name} on port {self.port} exited with code "
+                                  f"{self.proc.returncode} while starting:\n{_tail(self.log_path)}")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.kill()
+                raise ServerError(f"{self.name} on port {self.port} not ready after "
+                                  f"{timeout:g} s ({reason}):\n{_tail(self.log_path)}")
+            result = self.probe(remaining)
+            if result is None:
+                return
+            reason = result
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash; whatever was not persisted is gone."""
+        self._signal(signal.SIGKILL, 10.0)
+
+    def terminate(self, timeout: float = 10.0) -> None:
+        """SIGTERM (a clean stop: the server saves what it keeps), SIGKILL after ``timeout``."""
+        if not self._signal(signal.SIGTERM, timeout):
+            self.kill()
+
+    def _signal(self, sig: int, timeout: float) -> bool:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return True
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def restart(self, *, hard: bool = True, timeout: float | None = None) -> None:
+        """Stop the server if it runs (SIGKILL, or SIGTERM with ``hard=False``), start it
+        again on the same port and with the same data directory."""
+        if hard:
+            self.kill()
+        else:
+            self.terminate()
+        self.start(timeout)
+
+    def stop(self) -> None:
+        """For finalizers: make sure the process is gone."""
+        self.kill()
+
+    def __repr__(self) -> str:
+        state = f"pid {self.pid}" if self.running else "down"
+        return f"<{type(self).__name__} {HOST}:{self.port} {state} dir={self.dir}>"
+
+
+class RedisProcess(_Server):
+    """``redis-server`` on ``port`` with its data in ``dir``.
+
+    With ``appendonly`` every write is in the append-only file, fsynced before the
+    reply (``appendfsync always``), so a SIGKILL loses nothing acknowledged; without
+    it nothing is saved at all (``save ""``), so a restart comes back empty.
+    """
+
+    name = "redis"
+
+    def __init__(self, port: int, dir: str | os.PathLike[str], appendonly: bool = False) -> None:
+        super().__init__(port, dir)
+        self.appendonly = appendonly
+        self.exe = shutil.which("redis-server") or "redis-server"
+
+    def argv(self) -> list[str]:
+        return [
+            self.exe,
+            "--port", str(self.port),
+            "--bind", HOST,
+            "--dir", str(self.dir),
+            "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "always",
+            "--daemonize", "no",
+            "--protected-mode", "no",
+            "--loglevel", "notice",
+        ]  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    def client(self, db: int = 0, timeout: float = 5.0) -> Any:
+        """A redis-py client for this server that does not retry by itself."""
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        return redis.Redis(host=HOST, port=self.port, db=db, socket_timeout=timeout,
+                           socket_connect_timeout=min(timeout, 1.0), retry=Retry(NoBackoff(), 0))
+
+    def probe(self, remaining: float) -> str | None:
+        import redis
+
+        client = self.client(timeout=min(1.0, max(remaining, 0.05)))
+        try:
+            return None if client.ping() else "PING failed"
+        except redis.BusyLoadingError:
+            return "loading its data"
+        except redis.RedisError as exc:
+            return f"PING failed: {exc}"
+        finally:
+            client.close()
+
+
+class MosquittoProcess(_Server):
+    """``mosquitto`` on ``port`` with its persistence file in ``dir`` (saved every second
+    and on a clean stop; a SIGKILL loses what changed since the last save)."""
+
+    name = "mosquitto"
+
+    def __init__(self, port: int, dir: str | os.PathLike[str]) -> None:
+        super().__init__(port, dir)
+        self.exe = shutil.which("mosquitto") or (
+            "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else "mosquitto")
+        self.conf = self.dir / "mosquitto.conf"
+
+    def argv(self) -> list[str]:
+        lines = [
+            f"listener {self.port} {HOST}",
+            "allow_anonymous true",
+            "set_tcp_nodelay true",
+            "max_queued_messages 100000",
+            "persistence true",
+            f"persistence_location {self.dir}/",
+            "autosave_interval 1",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            "connection_messages true",
+        ]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            lines.append("user root")  # else it drops to "mosquitto" and cannot write dir
+        self.conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return [self.exe, "-c", str(self.conf)]
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{HOST}:{self.port}"
+
+    def probe(self, remaining: float) -> str | None:
+        import paho.mqtt.client as mqtt
+
+        result: dict[str, Any] = {}
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                             client_id=f"probe-{uuid.uuid4().hex[:12]}", protocol=mqtt.MQTTv311)
+        client.on_connect = lambda _c, _u, _f, rc, _p: result.setdefault("rc", rc)
+        client.connect_timeout = min(1.0, max(remaining, 0.05))
+        try:
+            client.connect(HOST, self.port, keepalive=10)
+            deadline = time.monotonic() + min(2.0, remaining)
+            while "rc" not in result and time.monotonic() < deadline:
+                if client.loop(timeout=0.05) != mqtt.MQTT_ERR_SUCCESS:
+                    break
+            if "rc" not in result:
+                return "no CONNACK"
+            if result["rc"].is_failure:
+                return f"CONNACK refused: {result['rc']}"
+            client.disconnect()
+            return None
+        except (OSError, ValueError) as exc:
+            return f"connect failed: {exc}"
+        finally:
+            sock = client.socket()
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
