@@ -23,10 +23,12 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import kombu.exceptions
 import paho.mqtt.client as mqtt
 import redis
 
@@ -79,9 +81,10 @@ class Ingress:
                              max_entries=settings.outbox_max)
         self.library = InstanceLibrary(settings.instances_dir, seed=DEFAULT_INSTANCES)
         self.protocol = protocol or settings.mqtt_protocol
-        self._inbox: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
+        self._inbox: queue.Queue[tuple[MqttConnection, mqtt.MQTTMessage] | None] = queue.Queue()
         self._stop = threading.Event()
         self.conn: MqttConnection | None = None
+        self.group_conn: MqttConnection | None = None
         self.publisher: Publisher | None = None
         self.handled = 0
         self.depths: dict[str, int] = {}
@@ -91,21 +94,32 @@ class Ingress:
     def start(self) -> None:
         if self.protocol == "auto":
             self.protocol = self._negotiate()
-        subs = [(self.settings.cmd_topic, 1)]
-        if self.protocol == "5":
-            gid = self.settings.group
-            subs.append((f"$share/{gid}/{self.settings.group_cmd_topic}", 1))
-        self.conn = MqttConnection(
+        conn = self.conn = MqttConnection(
             endpoint=self.settings.mqtt,
             client_id=f"twinctl-ingress-{self.cid}",
             protocol=self.protocol,
             persistent=True,
             will=Will(self.settings.topic("status"), self._status("offline")),
-            subscriptions=subs,
-            on_message=self._inbox.put,
+            subscriptions=[(self.settings.cmd_topic, 1)],
+            on_message=lambda msg: self._inbox.put((conn, msg)),
             on_connected=self._on_connected,
             manual_ack=True,
         )
+        if self.protocol == "5":
+            # The group's shared subscription has a session of its own that ends with
+            # the connection: a dead member leaves the group at once, and the broker
+            # hands the group's commands to the live ones. (On the persistent session
+            # above, the broker would go on queueing a share for the dead member.)
+            gid = self.settings.group
+            group = self.group_conn = MqttConnection(
+                endpoint=self.settings.mqtt,
+                client_id=f"twinctl-ingress-{self.cid}-group",
+                protocol="5",
+                persistent=False,
+                subscriptions=[(f"$share/{gid}/{self.settings.group_cmd_topic}", 1)],
+                on_message=lambda msg: self._inbox.put((group, msg)),
+                manual_ack=True,
+            )
         self.publisher = Publisher(client=self.redis, connection=self.conn, controller=self.cid)
         self._handler = threading.Thread(target=self._handle_loop, name="ingress-handler",
                                          daemon=True)
@@ -115,6 +129,8 @@ class Ingress:
         self._monitor.start()
         self.publisher.start()
         self.conn.start()
+        if self.group_conn is not None:
+            self.group_conn.start()
         log.info("ingress %s listening on %s (MQTT %s, Redis %s)", self.cid,
                  self.settings.cmd_topic, self.protocol, self.settings.redis_url_safe)
 
@@ -124,6 +140,8 @@ class Ingress:
         if self.publisher is not None:
             self.publisher.wait_idle(3.0)
             self.publisher.stop()
+        if self.group_conn is not None:
+            self.group_conn.stop()
         if self.conn is not None:
             self.conn.stop(final=(self.settings.topic("status"), self._status("offline")))
 
@@ -196,17 +214,18 @@ class Ingress:
     # ----- the handler thread ---------------------------------------------
     def _handle_loop(self) -> None:
         while True:
-            msg = self._inbox.get()
-            if msg is None or self._stop.is_set():
+            item = self._inbox.get()
+            if item is None or self._stop.is_set():
                 return
+            conn, msg = item
             started = time.perf_counter()
             try:
                 self.handle(msg)
             except Exception:  # noqa: BLE001  (no input may kill the ingress)
                 log.exception("could not handle a command on %s", msg.topic)
             finally:
-                if self.conn is not None and msg.qos > 0:
-                    self.conn.ack(msg.mid, msg.qos)
+                if msg.qos > 0:
+                    conn.ack(msg.mid, msg.qos)
             self.handled += 1
             log.debug("handled a command in %.2f ms", (time.perf_counter() - started) * 1000)
 
@@ -216,7 +235,8 @@ class Ingress:
         while True:
             try:
                 return fn()
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            except (redis.ConnectionError, redis.TimeoutError, OSError,
+                    kombu.exceptions.OperationalError) as exc:
                 if self._stop.is_set():
                     raise
                 log.warning("%s failed (%s); retrying in %.1f s", what, exc, delay)
@@ -254,16 +274,28 @@ class Ingress:
             plan = self._plan(command)
         except CodedError as exc:
             plan = _Plan("error", exc.as_reply())
+        token = f"{timestamp()} {uuid.uuid4().hex}"
         stored = self._retry("storing the first reply", lambda: self.outbox.put_first(
             controller=self.cid, request_id=command.id, key=plan.key, rtype=plan.rtype,
             fields=plan.fields, topic=command.reply_to or self.settings.reply_topic(command.id),
             duplicate=self._duplicate(command.id), redelivered=command.dup,
             correlation=command.correlation.hex() if command.correlation else None,
+            token=token,
         ))
+        if plan.then is None or stored.outcome == "duplicate":
+            return
+        done = f"twin:{self.cid}:done:{command.id}"
         if stored.outcome == "redelivered":
-            log.info("request %s: re-delivered duplicate ignored", command.id)
-        if stored.outcome == "new" and plan.then is not None:
-            plan.then()
+            # a QoS 1 re-delivery: the first handling may have died after the ack and
+            # before the job was queued; finish it then (replies are stored once)
+            if self._retry("checking the request", lambda: self.redis.exists(done)):
+                log.info("request %s: re-delivered duplicate ignored", command.id)
+                return
+            log.warning("request %s: re-delivered and never queued: queueing it now",
+                        command.id)
+        plan.then()
+        self._retry("marking the request handled", lambda: self.redis.set(
+            done, "1", ex=self.settings.duplicate_ttl))
 
     def _plan(self, command: Command) -> _Plan:
         """Check ``command`` against the libraries (no side effects); say what to do."""

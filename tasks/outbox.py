@@ -41,7 +41,8 @@ __all__ = ["Outbox", "Stored", "First", "outbox_stream"]
 # ARGV: 1 request id, 2 topic, 3 correlation hex, 4 ttl, 5 max entries (0: no bound),
 #       6 logical key, 7 head, 8 tail, 9 "1" for a data reply;
 #       (put_first) 10 redelivered flag, 11 duplicate error key, 12 its head, 13 its tail,
-#       14 the guard's value
+#       14 the guard's value: a token of this handling, so that a retry after a lost
+#          answer finds its own claim (and the logical key its own reply)
 _APPEND_FN = """
 local function append(key, head, tail, is_data)
   local existing = redis.call('HGET', KEYS[3], key)
@@ -90,7 +91,8 @@ end
 _APPEND = _APPEND_FN + "return append(ARGV[6], ARGV[7], ARGV[8], ARGV[9])"
 # Returns {1, seq} for a new id, {2, seq} for a repeated one, {3, -1} for a re-delivery.
 _FIRST = _APPEND_FN + """
-if redis.call('SET', KEYS[6], ARGV[14], 'NX', 'EX', ARGV[4]) then
+if redis.call('SET', KEYS[6], ARGV[14], 'NX', 'EX', ARGV[4])
+    or redis.call('GET', KEYS[6]) == ARGV[14] then
   local r = append(ARGV[6], ARGV[7], ARGV[8], ARGV[9])
   return {1, r[2]}
 end
@@ -179,13 +181,16 @@ class Outbox:
         duplicate: dict[str, Any],
         redelivered: bool = False,
         correlation: str | None = None,
+        token: str = "",
     ) -> First:
         """The duplicate-id guard and the first reply of a request, in one round trip.
 
         If ``request_id`` is new on this controller (``SET NX`` with the TTL) the
         reply is stored; if it was used before, the ``duplicate`` error fields are
         stored instead (continuing the id's seq), unless the message is a QoS 1
-        re-delivery (``redelivered``), which gets nothing.
+        re-delivery (``redelivered``), which gets nothing. ``token`` names this
+        handling of the command: calling again with the same token (a retry after
+        Redis went away mid-call) is "new" again and stores nothing twice.
         """
         head, tail = envelope_parts(request_id, controller, rtype, fields)
         dhead, dtail = envelope_parts(request_id, controller, "error", duplicate)
@@ -193,7 +198,7 @@ class Outbox:
             keys=[*self._keys(controller, request_id), f"twin:{controller}:id:{request_id}"],
             args=[*self._args(request_id, topic, correlation, key, head, tail, rtype),
                   "1" if redelivered else "0", f"duplicate:{uuid.uuid4().hex}", dhead, dtail,
-                  timestamp()],
+                  token or f"{timestamp()} {uuid.uuid4().hex}"],
         )
         names = {1: "new", 2: "duplicate", 3: "redelivered"}
         return First(outcome=names[int(outcome)], seq=int(seq))

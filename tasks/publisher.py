@@ -55,6 +55,7 @@ class Publisher:
         # connection was down (paho sends them after the reconnect, but their
         # MQTTMessageInfo never reports "published")
         self._acked_mids: set[int] = set()
+        self._to_delete: list[bytes] = []  # acknowledged, not yet deleted (Redis was away)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.sent = 0
@@ -86,16 +87,21 @@ class Publisher:
         """Delete the entries whose PUBACK came; keep the rest in flight."""
         flags = [self._published(info) for info, _ in self._inflight]
         done = [entry for (_, entry), ok in zip(self._inflight, flags, strict=True) if ok]
-        if not done:
-            if len(self._acked_mids) > 4 * self.window:
-                self._acked_mids.clear()  # acks of messages that are not ours
+        if done:
+            self._inflight = [item for item, ok in zip(self._inflight, flags, strict=True)
+                              if not ok]
+            self.acknowledged += len(done)
+            self._to_delete.extend(done)
+        elif len(self._acked_mids) > 4 * self.window:
+            self._acked_mids.clear()  # acks of messages that are not ours
+        if not self._to_delete:
             return
-        self._inflight = [item for item, ok in zip(self._inflight, flags, strict=True) if not ok]
-        self.acknowledged += len(done)
         try:
-            self.redis.xdel(self.stream, *done)
-        except redis.RedisError as exc:  # sent twice after a restart at worst
-            log.warning("could not delete %d sent replies from the outbox: %s", len(done), exc)
+            self.redis.xdel(self.stream, *self._to_delete)
+            self._to_delete.clear()
+        except redis.RedisError as exc:  # kept, and deleted when Redis answers again
+            log.warning("could not delete %d sent replies from the outbox yet: %s",
+                        len(self._to_delete), exc)
 
     def _run(self) -> None:
         while not self._stop.is_set():
