@@ -291,8 +291,8 @@ class Ingress:
             if self._retry("checking the request", lambda: self.redis.exists(done)):
                 log.info("request %s: re-delivered duplicate ignored", command.id)
                 return
-            log.warning("request %s: re-delivered and never queued: queueing it now",
-                        command.id)
+            log.warning("request %s: re-delivered before its first handling was marked "
+                        "done: handling it again (its replies are stored once)", command.id)
         plan.then()
         self._retry("marking the request handled", lambda: self.redis.set(
             done, "1", ex=self.settings.duplicate_ttl))

@@ -21,13 +21,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["HOST", "ServerError", "free_port", "RedisProcess", "MosquittoProcess"]
+__all__ = ["HOST", "ServerError", "free_port", "RedisProcess", "MosquittoProcess", "HoldingProxy"]
 
 HOST = "127.0.0.1"
 
@@ -272,6 +273,34 @@ class MosquittoProcess(_Server):
     def url(self) -> str:
         return f"mqtt://{HOST}:{self.port}"
 
+    def connected_clients(self) -> set[str]:
+        """The client ids connected now, as the broker's log tells (since its last start)."""
+        try:
+            text = self.log_path.read_text("utf-8", "replace")
+        except OSError:
+            return set()
+        clients: set[str] = set()
+        for line in text.rsplit("\n--- start #", 1)[-1].splitlines():
+            msg = line.split(": ", 1)[-1]
+            if msg.startswith("New client connected from ") and " as " in msg:
+                clients.add(msg.split(" as ", 1)[1].split(" (", 1)[0])
+            elif msg.startswith("Client ") and (
+                    " disconnected" in msg or " closed its connection" in msg
+                    or " already connected, closing old connection" in msg
+                    or " has exceeded timeout" in msg):
+                clients.discard(msg[len("Client "):].split(" ", 1)[0])
+            elif msg.startswith("Socket error on client "):
+                clients.discard(msg[len("Socket error on client "):].split(",", 1)[0])
+        return clients
+
+    def wait_gone(self, fragment: str, timeout: float = 10.0) -> None:
+        """Until no client whose id contains ``fragment`` is connected."""
+        deadline = time.monotonic() + timeout
+        while left := [c for c in self.connected_clients() if fragment in c]:
+            if time.monotonic() > deadline:
+                raise ServerError(f"clients {left} still connected after {timeout} s")
+            time.sleep(0.05)
+
     def probe(self, remaining: float) -> str | None:
         import paho.mqtt.client as mqtt
 
@@ -299,3 +328,108 @@ class MosquittoProcess(_Server):
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.close()
+
+
+class HoldingProxy:
+    """A TCP proxy ``127.0.0.1:port`` → ``127.0.0.1:target`` that, once armed, holds the
+    first chunk a client sends containing a byte pattern: that chunk and everything
+    after it on that connection are never forwarded, and the connection stays open,
+    so the client waits for a reply forever (until the test kills it).
+
+    Put between a process and Redis, it stops the process at a chosen command (e.g.
+    the ``LPUSH`` that queues a Celery job) deterministically; :meth:`release` lets
+    that command through and can arm the next stop.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind((HOST, 0))
+        self._listener.listen(64)
+        self.port = int(self._listener.getsockname()[1])
+        self._lock = threading.Lock()
+        self._pattern: bytes | None = None
+        self.held = threading.Event()
+        self.held_chunk = b""
+        self._held_at: tuple[socket.socket, socket.socket] | None = None
+        self._socks: list[socket.socket] = []
+        self._closed = False
+        threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://{HOST}:{self.port}/{db}"
+
+    def arm(self, pattern: bytes) -> None:
+        with self._lock:
+            self.held.clear()
+            self.held_chunk = b""
+            self._pattern = pattern
+
+    def release(self, then: bytes | None = None) -> None:
+        """Forward the held chunk and go on proxying that connection; arm ``then``
+        (before the held command's reply can reach the client)."""
+        with self._lock:
+            assert self.held.is_set() and self._held_at is not None, "nothing is held"
+            src, dst = self._held_at
+            chunk, self._held_at = self.held_chunk, None
+            self.held.clear()
+            self.held_chunk = b""
+            self._pattern = then
+        dst.sendall(chunk)
+        threading.Thread(target=self._pump, args=(src, dst, True), daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection((HOST, self.target_port), timeout=5)
+                server.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self._closed:
+                    client.close()
+                    server.close()
+                    return
+                self._socks += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, inspect: bool) -> None:
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            if inspect:
+                with self._lock:
+                    if self._pattern is not None and self._pattern in data:
+                        self._pattern = None
+                        self.held_chunk = data
+                        self._held_at = (src, dst)
+                        self.held.set()
+                        return  # hold: forward nothing more, keep both ends open
+            try:
+                dst.sendall(data)
+            except OSError:
+                break
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            socks, self._socks = self._socks, []
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        for s in socks:
+            with contextlib.suppress(OSError):
+                s.close()

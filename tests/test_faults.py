@@ -34,13 +34,19 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from tests.conftest import new_id, stack_env
-from tests.services import HOST, MosquittoProcess, RedisProcess, free_port
+from tests.services import HOST, HoldingProxy, MosquittoProcess, RedisProcess, free_port
 from twinctl.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
 FINAL = {"result", "error", "pong", "description"}
 G = 9.80665
+
+
+class BugSymptom(AssertionError):
+    """The symptom of a known product bug (a command unanswered, a reply stuck): the one
+    failure an xfail test expects (``raises=BugSymptom``), so that any other failure of
+    it — the harness, a start-up — still shows as a failure."""
 
 
 # --------------------------------------------------------------------------
@@ -70,6 +76,23 @@ class Servers:
     def stop(self) -> None:
         for srv in reversed(self.started):
             srv.stop()
+
+
+@pytest.fixture()
+def proxies() -> Iterator[Callable[[RedisProcess], HoldingProxy]]:
+    made: list[HoldingProxy] = []
+
+    def make(redis: RedisProcess) -> HoldingProxy:
+        made.append(HoldingProxy(redis.port))
+        return made[-1]
+
+    yield make
+    for p in made:
+        p.close()
+
+
+LPUSH = b"\r\nLPUSH\r\n"
+"""The Redis command (RESP) by which kombu queues a Celery job."""
 
 
 @pytest.fixture()
@@ -108,20 +131,22 @@ class Parts:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def spawn(self, name: str, *args: str, env: dict[str, str] | None = None,
+              ) -> subprocess.Popen[bytes]:
         old = self.procs.get(name)
         assert old is None or old.poll() is not None, f"{name} is still running"
         with open(self.log_dir / f"{name}.log", "ab") as out:
             out.write(f"\n--- start at {time.time():.3f} ---\n".encode())
             out.flush()
             proc = subprocess.Popen([sys.executable, "-m", "twinctl", *args],
-                                    env={**os.environ, **self.env}, stdout=out,
+                                    env={**os.environ, **self.env, **(env or {})}, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         self.procs[name] = proc
         return proc
 
-    def ingress(self, name: str = "ingress") -> subprocess.Popen[bytes]:
-        return self.spawn(name, "ingress")
+    def ingress(self, name: str = "ingress", env: dict[str, str] | None = None,
+                ) -> subprocess.Popen[bytes]:
+        return self.spawn(name, "ingress", env=env)
 
     def worker(self, concurrency: int = 1, name: str = "worker") -> subprocess.Popen[bytes]:
         return self.spawn(name, "worker", "--concurrency", str(concurrency))
@@ -230,9 +255,9 @@ def busy_child(pid: int, timeout: float = 15.0, window: float = 0.4) -> int:
         before = {k: cpu_ticks(k) for k in kids}
         time.sleep(window)
         used = {k: (cpu_ticks(k) - before[k]) / hz for k in kids}
-        busy = [k for k, s in used.items() if s >= window * 0.5]
-        if len(busy) == 1:
-            return busy[0]
+        busy = sorted((s, k) for k, s in used.items() if s >= window * 0.25)
+        if len(busy) == 1 or (len(busy) > 1 and busy[-1][0] >= 3 * busy[-2][0]):
+            return busy[-1][1]
     raise AssertionError(f"no single busy pool child of {pid} within {timeout} s")
 
 
@@ -462,8 +487,22 @@ def wait_outbox(redis: RedisProcess, cid: str, pred: Callable[[int], bool], time
         n = outbox_len(redis, cid)
         if pred(n):
             return n
-        assert time.monotonic() < deadline, f"outbox of {cid}: {n} entries, wanted {what}"
+        if time.monotonic() > deadline:
+            raise AssertionError(f"outbox of {cid}: {n} entries after {timeout:.0f} s, "
+                                 f"wanted {what}")
         time.sleep(0.05)
+
+
+def wait_queue(redis: RedisProcess, queue: str, n: int, timeout: float) -> None:
+    client = redis.client()
+    try:
+        deadline = time.monotonic() + timeout
+        while (got := client.llen(queue)) < n:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{got} of {n} jobs in {queue} after {timeout} s")
+            time.sleep(0.05)
+    finally:
+        client.close()
 
 
 def start_stack(env: dict[str, str], log_dir: Path, workers: int) -> Stack:
@@ -485,6 +524,11 @@ def start_stack(env: dict[str, str], log_dir: Path, workers: int) -> Stack:
 @pytest.mark.timeout(120)
 def test_broker_killed_while_a_streamed_run_is_produced_loses_and_doubles_nothing(
         servers: Servers, orchestrators: Callable[..., Orchestrator], tmp_path: Path) -> None:
+    """A dynamic run streamed as 40 ``data`` chunks (TWIN_MAX_RESULT_ROWS=50): the
+    broker is SIGKILLed right after the ack, so the worker stores every chunk and the
+    result in the outbox while there is no broker; it is started again (same port, same
+    persistence file) after ~10 s. The orchestrator must get every reply: seq 0..41 with
+    no gap, each once after de-duplication, all 2000 rows right; the outbox drains."""
     redis, broker = servers.redis(), servers.mosquitto()
     env = controller_env(redis, broker, tmp_path, TWIN_MAX_RESULT_ROWS="50")
     prefix, cid = env["TWIN_MQTT_PREFIX"], env["TWIN_CONTROLLER_ID"]
@@ -535,6 +579,10 @@ def test_broker_killed_while_a_streamed_run_is_produced_loses_and_doubles_nothin
 @pytest.mark.timeout(120)
 def test_a_job_whose_worker_process_is_killed_is_run_again_and_answered_once(
         servers: Servers, orchestrators: Callable[..., Orchestrator], tmp_path: Path) -> None:
+    """A ~4 s dynamic run on a 2-process prefork worker: the pool child running it
+    (the one burning CPU, found under /proc) is SIGKILLed. acks_late and
+    reject_on_worker_lost put the job back; it runs again and the orchestrator sees one
+    ack and one result (seq 0, 1), the result right."""
     redis, broker = servers.redis(), servers.mosquitto()
     env = controller_env(redis, broker, tmp_path)
     prefix, cid = env["TWIN_MQTT_PREFIX"], env["TWIN_CONTROLLER_ID"]
@@ -574,6 +622,10 @@ def test_a_job_whose_worker_process_is_killed_is_run_again_and_answered_once(
 @pytest.mark.timeout(120)
 def test_queued_jobs_survive_a_redis_crash_with_appendonly(
         servers: Servers, orchestrators: Callable[..., Orchestrator], tmp_path: Path) -> None:
+    """Redis with appendonly yes / appendfsync always; an ingress but no worker yet:
+    8 static runs are acked and wait in the Celery queue. Redis is SIGKILLed and started
+    again on the same port and directory; the 8 jobs are still queued, and once a
+    worker starts each is answered, once."""
     redis, broker = servers.redis(appendonly=True), servers.mosquitto()
     env = controller_env(redis, broker, tmp_path)
     prefix, cid = env["TWIN_MQTT_PREFIX"], env["TWIN_CONTROLLER_ID"]
@@ -586,15 +638,20 @@ def test_queued_jobs_survive_a_redis_crash_with_appendonly(
         for k, rid in enumerate(ids):
             orch.send(static_run(rid, 1000 + 50 * k), f"{prefix}/{cid}/cmd")
         orch.wait(lambda: all(orch.has(r, "ack") for r in ids), 30, "the acks")
-        # no worker yet: every job is acked and waits in Redis
+        # no worker yet: every job is acked and waits in Redis. (The ack is stored before
+        # the job is queued, and a reply is deleted from the outbox just after its PUBACK:
+        # wait for both, the crash in those windows is another test's.)
+        wait_queue(redis, "twin.short", len(ids), 10)
+        wait_outbox(redis, cid, lambda n: n == 0, 10, "0 (the acks sent)")
         redis.kill()
         redis.start()
         client = redis.client()
         queued = client.llen("twin.short")
         client.close()
+        assert queued == len(ids), f"{queued} of {len(ids)} queued jobs after the Redis crash"
         parts.worker(concurrency=2)
         orch.wait(lambda: all(orch.finals(r) for r in ids), 60,
-                  f"the results of all queued jobs ({queued} in the queue after the restart)")
+                  "the results of all queued jobs")
         time.sleep(1.0)
         for rid in ids:
             replies = assert_gapless(orch, rid, ["ack", "result"])
@@ -608,6 +665,10 @@ def test_queued_jobs_survive_a_redis_crash_with_appendonly(
 @pytest.mark.timeout(120)
 def test_replies_stored_but_not_sent_survive_a_redis_crash(
         servers: Servers, orchestrators: Callable[..., Orchestrator], tmp_path: Path) -> None:
+    """6 static runs acked and queued; the broker is SIGKILLed, then a worker starts
+    and stores the 6 results in the outbox (nothing can be sent). Redis (append-only)
+    is SIGKILLed and restarted: the 6 stored results are still there; the broker comes
+    back and the orchestrator gets each result once; the outbox drains."""
     redis, broker = servers.redis(appendonly=True), servers.mosquitto()
     env = controller_env(redis, broker, tmp_path)
     prefix, cid = env["TWIN_MQTT_PREFIX"], env["TWIN_CONTROLLER_ID"]
@@ -639,6 +700,90 @@ def test_replies_stored_but_not_sent_survive_a_redis_crash(
         parts.stop()
 
 
+@pytest.mark.timeout(90)
+def test_a_redis_outage_while_the_ingress_queues_a_job_loses_nothing(
+        servers: Servers, orchestrators: Callable[..., Orchestrator],
+        proxies: Callable[[RedisProcess], HoldingProxy], tmp_path: Path) -> None:
+    """Redis (append-only, fsync always) crashes just as the ingress sends the ``LPUSH``
+    that queues an acked job (a proxy holds that command, deterministically) and is
+    back 3 s later. The ingress retries every other Redis call until it works; the job
+    must be queued and answered once Redis is back. (Found: Celery gives up after
+    ~0.6 s and raises kombu's OperationalError, which the ingress did not retry; the
+    command was MQTT-acked anyway: an ack, never a result. Fixed in 29a2bf0.)"""
+    redis, broker = servers.redis(appendonly=True), servers.mosquitto()
+    proxy = proxies(redis)
+    env = controller_env(redis, broker, tmp_path)
+    prefix, cid = env["TWIN_MQTT_PREFIX"], env["TWIN_CONTROLLER_ID"]
+    orch = orchestrators(broker, [f"{prefix}/{cid}/reply/#", f"{prefix}/{cid}/status"])
+    parts = Parts(env, tmp_path / "logs")
+    try:
+        parts.ingress(env={"TWIN_REDIS_URL": proxy.url(), "TWIN_LOG_LEVEL": "INFO"})
+        parts.worker(concurrency=1)
+        orch.wait(lambda: orch.status(cid)[-1:] == ["online"], 30, "the ingress online")
+        wait_worker(redis.url)
+        rid = new_id("outage")
+        proxy.arm(LPUSH)
+        orch.send(static_run(rid), f"{prefix}/{cid}/cmd")
+        assert proxy.held.wait(15), "the ingress never tried to queue the job"
+        redis.kill()  # the ack is stored (and fsynced); the job's LPUSH is lost with Redis
+        time.sleep(3.0)
+        redis.start()
+        try:
+            orch.wait(lambda: orch.finals(rid) >= 1, 10,
+                      f"the result of {rid} after Redis came back")
+        except AssertionError as exc:
+            log = [line for line in parts.log("ingress").splitlines()
+                   if rid in line or "Error" in line or "could not" in line]
+            raise BugSymptom(f"{exc}\n{diagnose(orch, redis, [cid], [rid])}\n"
+                                 f"  ingress log: {log[-8:]}") from None
+        assert_gapless(orch, rid, ["ack", "result"])
+    finally:
+        parts.stop()
+
+
+@pytest.mark.timeout(60)
+def test_the_outbox_drains_when_redis_crashes_just_after_a_puback(
+        servers: Servers, orchestrators: Callable[..., Orchestrator],
+        proxies: Callable[[RedisProcess], HoldingProxy], tmp_path: Path) -> None:
+    """A reply is deleted from the outbox on its PUBACK; Redis (append-only) crashes just
+    then (a proxy holds the publisher's ``XDEL``) and is back a second later. Nothing is
+    lost — the orchestrator has the reply — but the stored copy must go too, or it is
+    sent again at some later restart and the outbox never reads empty. (Found: the
+    publisher dropped a failed XDEL, its cursor already past the entry. Fixed in
+    29a2bf0.)"""
+    redis, broker = servers.redis(appendonly=True), servers.mosquitto()
+    proxy = proxies(redis)
+    env = controller_env(redis, broker, tmp_path)
+    prefix, cid = env["TWIN_MQTT_PREFIX"], env["TWIN_CONTROLLER_ID"]
+    orch = orchestrators(broker, [f"{prefix}/{cid}/reply/#", f"{prefix}/{cid}/status"])
+    parts = Parts(env, tmp_path / "logs")
+    try:
+        parts.ingress(env={"TWIN_REDIS_URL": proxy.url(), "TWIN_LOG_LEVEL": "INFO"})
+        orch.wait(lambda: orch.status(cid)[-1:] == ["online"], 30, "the ingress online")
+        rid = new_id("xdel")
+        proxy.arm(b"\r\nXDEL\r\n")
+        orch.send({"id": rid, "cmd": "ping"}, f"{prefix}/{cid}/cmd")
+        assert proxy.held.wait(10), "the publisher never deleted the pong"
+        redis.kill()
+        time.sleep(1.0)
+        redis.start()
+        orch.wait(lambda: orch.finals(rid) >= 1, 10, f"the pong of {rid}")
+        after = time.monotonic()
+        ping2 = new_id("after")  # the outbox works again
+        orch.send({"id": ping2, "cmd": "ping"}, f"{prefix}/{cid}/cmd")
+        orch.wait(lambda: orch.finals(ping2) >= 1, 15, f"the pong of {ping2}")
+        try:
+            wait_outbox(redis, cid, lambda n: n == 0, max(1.0, after + 8 - time.monotonic()),
+                        "0 (drained)")
+        except AssertionError as exc:
+            client = redis.client()
+            left = [(k, f[b"p"][:60]) for k, f in client.xrange(f"twin:{cid}:outbox")]
+            client.close()
+            raise BugSymptom(f"{exc}: {left}") from None
+    finally:
+        parts.stop()
+
+
 # --------------------------------------------------------------------------
 # 4. the ingress dies; commands sent meanwhile wait in its persistent session
 # --------------------------------------------------------------------------
@@ -647,6 +792,10 @@ def test_replies_stored_but_not_sent_survive_a_redis_crash(
 @pytest.mark.timeout(120)
 def test_commands_sent_while_the_ingress_is_dead_are_answered_once_after_restart(
         servers: Servers, orchestrators: Callable[..., Orchestrator], tmp_path: Path) -> None:
+    """The ingress is SIGKILLed (its last will says offline); 20 static runs and 5
+    pings are sent meanwhile and wait in its persistent session at the broker. Started
+    again with the same settings (so the same MQTT client id), it answers every one:
+    one ack and one result per run, one pong per ping, no duplicate_id, nothing twice."""
     redis, broker = servers.redis(), servers.mosquitto()
     env = controller_env(redis, broker, tmp_path)
     prefix, cid = env["TWIN_MQTT_PREFIX"], env["TWIN_CONTROLLER_ID"]
@@ -676,6 +825,65 @@ def test_commands_sent_while_the_ingress_is_dead_are_answered_once_after_restart
         stack.stop()
 
 
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("where", ["before-queueing", "after-queueing"])
+def test_an_ingress_killed_around_queueing_a_job_answers_the_command_once(
+        where: str, servers: Servers, orchestrators: Callable[..., Orchestrator],
+        proxies: Callable[[RedisProcess], HoldingProxy], tmp_path: Path) -> None:
+    """The ingress is stopped deterministically inside its handling of a ``run``: its
+    Redis traffic goes through a proxy that holds the ``LPUSH`` queueing the job (the
+    ack is stored by then) — or, *after-queueing*, lets the ``LPUSH`` through and holds
+    the ingress's next Redis command about the request (its bookkeeping that the
+    command is done; if there is none within 2 s the ingress is killed all the same).
+    The ingress is SIGKILLed there, as a crash or an OOM kill could, and started again;
+    the broker re-delivers the command it was never acknowledged. The contract wants one
+    ack and one result: before-queueing the job must still be queued, after-queueing it
+    may run twice, but its replies are stored once.
+
+    (Found, before-queueing: the re-delivery was taken for a duplicate and ignored — an
+    ack, never a result; with a random kill instant in a burst about two runs in three
+    lost a command. Fixed in 29a2bf0.)"""
+    redis, broker = servers.redis(), servers.mosquitto()
+    proxy = proxies(redis)
+    env = controller_env(redis, broker, tmp_path)
+    prefix, cid = env["TWIN_MQTT_PREFIX"], env["TWIN_CONTROLLER_ID"]
+    orch = orchestrators(broker, [f"{prefix}/{cid}/reply/#", f"{prefix}/{cid}/status"])
+    parts = Parts(env, tmp_path / "logs")
+    via_proxy = {"TWIN_REDIS_URL": proxy.url(), "TWIN_LOG_LEVEL": "INFO"}
+    try:
+        parts.ingress(env=via_proxy)
+        parts.worker(concurrency=1)
+        orch.wait(lambda: orch.status(cid)[-1:] == ["online"], 30, "the ingress online")
+        wait_worker(redis.url)
+        first = new_id("before")  # the path works without a fault
+        orch.send(static_run(first), f"{prefix}/{cid}/cmd")
+        orch.wait(lambda: orch.finals(first) >= 1, 20, f"the result of {first}")
+        rid = new_id("gate")
+        proxy.arm(LPUSH)
+        orch.send(static_run(rid), f"{prefix}/{cid}/cmd")
+        assert proxy.held.wait(15), "the ingress never tried to queue the job"
+        held = "the job's LPUSH"
+        if where == "after-queueing":
+            proxy.release(then=rid.encode())
+            held = (f"{proxy.held_chunk[:80]!r}" if proxy.held.wait(2.0)
+                    else "nothing (no later command about the request)")
+        parts.kill("ingress")  # the command is not yet acknowledged to the broker
+        parts.ingress(env=via_proxy)
+        try:
+            orch.wait(lambda: orch.finals(rid) >= 1, 10,
+                      f"the result of {rid} after the ingress restart")
+        except AssertionError as exc:
+            log = [line for line in parts.log("ingress").splitlines() if rid in line]
+            raise BugSymptom(f"{exc}\n{diagnose(orch, redis, [cid], [rid])}\n"
+                             f"  ingress log: {log}") from None
+        time.sleep(1.5)  # a job run twice would store its second result now
+        assert_gapless(orch, rid, ["ack", "result"])
+        assert not orch.conflicts
+        print(f"{where}: killed holding {held}")
+    finally:
+        parts.stop()
+
+
 # --------------------------------------------------------------------------
 # 5. two controllers in one group; one of them dies
 # --------------------------------------------------------------------------
@@ -687,12 +895,14 @@ def group_env(redis: RedisProcess, broker: MosquittoProcess, tmp: Path, prefix: 
             "TWIN_GROUP": group}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the ingress's persistent session (expiry 1 day) keeps a dead member in the "
-    "$share group: mosquitto goes on handing it its share of the group's commands"))
 @pytest.mark.timeout(90)
 def test_group_commands_sent_after_a_member_died_are_all_answered_by_the_survivor(
         servers: Servers, orchestrators: Callable[..., Orchestrator], tmp_path: Path) -> None:
+    """Guaranteed: a command sent to the group once the broker knows a member is gone
+    (its last will published, none of its connections left) goes to a live member.
+    (Found: the group subscription lived in the ingress's persistent session, so
+    mosquitto went on queueing every other group command for the dead member. Fixed in
+    29a2bf0: the group subscription has a session that ends with its connection.)"""
     redis, broker = servers.redis(), servers.mosquitto()
     tag = uuid.uuid4().hex[:8]
     prefix, group = f"test-{tag}", f"g-{tag}"
@@ -711,16 +921,17 @@ def test_group_commands_sent_after_a_member_died_are_all_answered_by_the_survivo
         orch.wait(lambda: all(orch.finals(r) for r in warm), 20, "the warm-up pings")
         a.kill("ingress")
         orch.wait(lambda: orch.status(ca)[-1:] == ["offline"], 10, f"{ca}'s last will")
+        broker.wait_gone(ca)  # every MQTT connection of the dead member is closed
         # the member is dead and the broker knows it: the group is now {cb} alone
         ids = [new_id("g") for _ in range(12)]
         for rid in ids:
             orch.send({"id": rid, "cmd": "ping"}, f"{prefix}/group/{group}/cmd")
         try:
-            orch.wait(lambda: all(orch.finals(r) for r in ids), 15,
+            orch.wait(lambda: all(orch.finals(r) for r in ids), 8,
                       "the survivor's answers to every command sent after the death")
         except AssertionError:
             missing = [r for r in ids if not orch.finals(r)]
-            raise AssertionError(f"{len(missing)} of {len(ids)} group commands sent after "
+            raise BugSymptom(f"{len(missing)} of {len(ids)} group commands sent after "
                                  f"{ca} died are unanswered: {missing}") from None
         for rid in ids:
             (pong,) = assert_gapless(orch, rid, ["pong"])
@@ -730,27 +941,46 @@ def test_group_commands_sent_after_a_member_died_are_all_answered_by_the_survivo
         b.stop()
 
 
+@pytest.mark.xfail(strict=True, raises=BugSymptom, reason=(
+    "group commands in flight to a member that dies are lost: its group session ends "
+    "with it and mosquitto drops (does not re-route) them; one was even acked"))
 @pytest.mark.timeout(120)
 def test_a_group_burst_spanning_a_members_death_is_answered_at_least_once(
-        servers: Servers, orchestrators: Callable[..., Orchestrator], tmp_path: Path) -> None:
-    """What is guaranteed: every group command is answered at least once — by the
-    survivor, or by the dead member once it is back (the broker keeps what it gave
-    that member, unacknowledged or queued, in the member's persistent session), and
-    never twice by one controller (its duplicate-id guard). Not guaranteed: that the
-    survivor answers everything while the dead member stays away (see the xfail above),
-    nor exactly once across the group (a broker MAY re-route an unacknowledged command
-    to another member: mosquitto does not)."""
+        servers: Servers, orchestrators: Callable[..., Orchestrator],
+        proxies: Callable[[RedisProcess], HoldingProxy], tmp_path: Path) -> None:
+    """Asserted: every command of a burst sent to the group while a member dies is
+    answered at least once — by the survivor, or by the dead member once it is back (it
+    is started again at the end, same controller id) — and never twice by one
+    controller (its duplicate-id guard). Not asserted: exactly once across the group (a
+    broker MAY re-route an unacknowledged command to another member and so have it run
+    twice; mosquitto does not; the test prints any id answered by both).
+
+    Member A dies mid-burst at the worst moment for one command: its Redis traffic goes
+    through a proxy that holds A's next ``LPUSH`` (the job of a command whose ack is
+    stored), so A hangs there, as on a stalled Redis, with group commands piling up
+    unacknowledged, and is SIGKILLed.
+
+    Fails now: since 29a2bf0 A's group subscription is on a session that ends with the
+    connection, and mosquitto 2.0 drops the shared-subscription messages in flight to
+    a session that ends instead of handing them to another member (MQTT 5 sec. 4.8.2:
+    it SHOULD; eclipse-mosquitto#2662): the held command was acked, never answered,
+    and the others A had received are answered by nobody. (Before 29a2bf0 they waited
+    in A's persistent session for its return, but the held one was then ignored as a
+    duplicate re-delivery.)"""
     redis, broker = servers.redis(), servers.mosquitto()
+    proxy = proxies(redis)
     tag = uuid.uuid4().hex[:8]
     prefix, group = f"test-{tag}", f"g-{tag}"
     a = Parts(group_env(redis, broker, tmp_path, prefix, group), tmp_path / "a")
     b = Parts(group_env(redis, broker, tmp_path, prefix, group), tmp_path / "b")
     ca, cb = a.env["TWIN_CONTROLLER_ID"], b.env["TWIN_CONTROLLER_ID"]
     orch = orchestrators(broker, [f"{prefix}/+/reply/#", f"{prefix}/+/status"])
+    via_proxy = {"TWIN_REDIS_URL": proxy.url(), "TWIN_LOG_LEVEL": "INFO"}
     try:
-        for p in (a, b):
-            p.ingress()
-            p.worker(concurrency=1)
+        a.ingress(env=via_proxy)
+        b.ingress()
+        a.worker(concurrency=1)
+        b.worker(concurrency=1)
         orch.wait(lambda: orch.status(ca)[-1:] == ["online"] == orch.status(cb)[-1:], 30,
                   "both controllers online")
         wait_worker(redis.url)
@@ -758,14 +988,17 @@ def test_a_group_burst_spanning_a_members_death_is_answered_at_least_once(
         topic = f"{prefix}/group/{group}/cmd"
         for k, rid in enumerate(ids):
             if k == 30:
-                a.kill("ingress")  # mid-burst
+                proxy.arm(LPUSH)
+            if k == 40:
+                assert proxy.held.wait(10), f"{ca} queued no job after the 30th command"
+                a.kill("ingress")  # mid-burst: 40 sent, 20 to come
             orch.send(static_run(rid, 900 + 10 * k), topic)
-        a.ingress()  # the dead member comes back (same client id: its session)
+        a.ingress(env=via_proxy)  # the dead member comes back (same client id: its session)
         try:
-            orch.wait(lambda: all(orch.finals(r) for r in ids), 40,
+            orch.wait(lambda: all(orch.finals(r) for r in ids), 15,
                       "an answer to every command of the burst")
         except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{diagnose(orch, redis, [ca, cb], ids)}") from None
+            raise BugSymptom(f"{exc}\n{diagnose(orch, redis, [ca, cb], ids)}") from None
         time.sleep(1.5)
         by: Counter[str] = Counter()
         for rid in ids:
