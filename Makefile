@@ -30,6 +30,8 @@ unit: $(VENV)/.installed
 bench: $(VENV)/.installed
 	bash scripts/ensure-services.sh
 	$(BIN)/python bench/e2e.py
+	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/outbox.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
