@@ -23,10 +23,11 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
+
+from twinctl import embedded
 
 __all__ = ["HOST", "ServerError", "free_port", "RedisProcess", "MosquittoProcess", "HoldingProxy"]
 
@@ -302,32 +303,8 @@ class MosquittoProcess(_Server):
             time.sleep(0.05)
 
     def probe(self, remaining: float) -> str | None:
-        import paho.mqtt.client as mqtt
-
-        result: dict[str, Any] = {}
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                             client_id=f"probe-{uuid.uuid4().hex[:12]}", protocol=mqtt.MQTTv311)
-        client.on_connect = lambda _c, _u, _f, rc, _p: result.setdefault("rc", rc)
-        client.connect_timeout = min(1.0, max(remaining, 0.05))
-        try:
-            client.connect(HOST, self.port, keepalive=10)
-            deadline = time.monotonic() + min(2.0, remaining)
-            while "rc" not in result and time.monotonic() < deadline:
-                if client.loop(timeout=0.05) != mqtt.MQTT_ERR_SUCCESS:
-                    break
-            if "rc" not in result:
-                return "no CONNACK"
-            if result["rc"].is_failure:
-                return f"CONNACK refused: {result['rc']}"
-            client.disconnect()
-            return None
-        except (OSError, ValueError) as exc:
-            return f"connect failed: {exc}"
-        finally:
-            sock = client.socket()
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.close()
+        """None once the broker sends a CONNACK, else why not (the embedded module's probe)."""
+        return embedded.mqtt_probe(self.port)(remaining)
 
 
 class HoldingProxy:

@@ -47,6 +47,7 @@ __all__ = [
     "EmbeddedService",
     "free_port",
     "main",
+    "mqtt_probe",
     "port_answers",
     "start_mqtt",
     "start_redis",
@@ -507,7 +508,9 @@ def start_redis(
 # --------------------------------------------------------------------------
 
 
-def _mqtt_probe(port: int) -> Callable[[float], str | None]:
+def mqtt_probe(port: int) -> Callable[[float], str | None]:
+    """A probe for ``127.0.0.1:port``: None once a broker answers with a CONNACK,
+    else a few words on why not (it takes the seconds left to wait)."""
     import paho.mqtt.client as mqtt
 
     def probe(remaining: float) -> str | None:
@@ -592,7 +595,7 @@ def _start_mosquitto(exe: str, port: int, timeout: float) -> EmbeddedService:
         argv_for=argv_for,
         port=port,
         timeout=timeout,
-        probe=_mqtt_probe(port),
+        probe=mqtt_probe(port),
         url=f"mqtt://{HOST}:{port}",
         describe=describe,
         prefix="twinctl-mqtt-",
@@ -635,7 +638,7 @@ def _start_amqtt(port: int, timeout: float) -> EmbeddedService:
         argv_for=lambda _tmpdir: _amqtt_argv(port),
         port=port,
         timeout=timeout,
-        probe=_mqtt_probe(port),
+        probe=mqtt_probe(port),
         url=f"mqtt://{HOST}:{port}",
         describe=lambda _log: (
             f"embedded MQTT broker (amqtt {version}, MQTT 3.1.1 only) on {HOST}:{port}"
