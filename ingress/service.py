@@ -284,18 +284,14 @@ class Ingress:
         ))
         if plan.then is None or stored.outcome == "duplicate":
             return
-        done = f"twin:{self.cid}:done:{command.id}"
         if stored.outcome == "redelivered":
-            # a QoS 1 re-delivery: the first handling may have died after the ack and
-            # before the job was queued; finish it then (replies are stored once)
-            if self._retry("checking the request", lambda: self.redis.exists(done)):
-                log.info("request %s: re-delivered duplicate ignored", command.id)
-                return
-            log.warning("request %s: re-delivered before its first handling was marked "
-                        "done: handling it again (its replies are stored once)", command.id)
+            # A QoS 1 re-delivery: this ingress died after storing the first reply and
+            # before acknowledging the command, perhaps before queueing its job. Do the
+            # rest again: a job queued twice stores its replies once (logical keys), and
+            # instance changes are idempotent. Rare, so no per-command bookkeeping.
+            log.warning("request %s: re-delivered after an interrupted handling: "
+                        "finishing it (its replies are stored once)", command.id)
         plan.then()
-        self._retry("marking the request handled", lambda: self.redis.set(
-            done, "1", ex=self.settings.duplicate_ttl))
 
     def _plan(self, command: Command) -> _Plan:
         """Check ``command`` against the libraries (no side effects); say what to do."""
@@ -318,7 +314,9 @@ class Ingress:
             inst = self.library.check(body["instance"], path="instance")
             return _Plan("ack", {}, "ack", lambda: self._put_instance(command, inst))
         if command.cmd == "delete_instance":
-            self.library.get(body["instance_id"], path="instance_id")
+            if not (command.dup and body["instance_id"] not in self.library):
+                self.library.get(body["instance_id"], path="instance_id")
+            # (a re-delivery may find it deleted by its own interrupted first handling)
             return _Plan("ack", {}, "ack", lambda: self._delete_instance(command))
         raise AssertionError(f"no plan for {command.cmd!r}")  # parse_command refused it
 
@@ -342,7 +340,8 @@ class Ingress:
     def _delete_instance(self, command: Command) -> None:
         iid = command.body["instance_id"]
         try:
-            self.library.delete(iid)
+            if not (command.dup and iid not in self.library):
+                self.library.delete(iid)
         except CodedError as exc:  # deleted by an earlier command meanwhile
             self._final(command, "error", exc.as_reply())
             return
