@@ -106,6 +106,8 @@ def _print_reply(reply: dict[str, Any], as_json: bool) -> None:
 def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     from .client import send_command
 
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `twinctl send … | head` ends quietly
+
     try:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
         command = json.loads(text)
