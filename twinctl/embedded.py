@@ -48,6 +48,7 @@ __all__ = [
     "free_port",
     "main",
     "mqtt_probe",
+    "pdeathsig_preexec",
     "port_answers",
     "start_mqtt",
     "start_redis",
@@ -100,8 +101,8 @@ def free_port() -> int:
         return port
 
 
-def _pdeathsig_preexec() -> Callable[[], None] | None:
-    """Build a ``preexec_fn`` that makes the child die with its parent.
+def pdeathsig_preexec(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """Build a ``preexec_fn`` that makes the child die (by ``sig``) with its parent.
 
     Linux only; returns None elsewhere or when libc/prctl is unavailable.
     Note that Linux delivers the signal when the parent *thread* that forked
@@ -118,12 +119,12 @@ def _pdeathsig_preexec() -> Callable[[], None] | None:
 
     def preexec() -> None:
         try:
-            prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+            prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
         except Exception:
             return
         # The parent may have died between fork() and prctl().
         if os.getppid() != parent_pid:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), sig)
 
     return preexec
 
@@ -276,7 +277,7 @@ def _spawn(
             stderr=subprocess.STDOUT,
             cwd=tmpdir,
             env=env,
-            preexec_fn=_pdeathsig_preexec(),
+            preexec_fn=pdeathsig_preexec(),
             close_fds=True,
         )
     except OSError as exc:
