@@ -414,7 +414,8 @@ class _Engine:
             # everything vectorizes over time too: one call per needed block, and only
             # the signals needed are stored (compact rows)
             blocks, compact, n = self._record_plan(rows)
-            s = np.empty((n, len(t)))
+            direct = n == len(rows) and bool(np.array_equal(compact[rows], np.arange(n)))
+            s = out[:, col] if direct else np.empty((n, len(t)))  # direct: write in place
             for slot, value in zip(self.const_slots, self.const_values, strict=True):
                 if compact[slot] >= 0:
                     s[compact[slot]] = value
@@ -432,7 +433,8 @@ class _Engine:
                         s[_rows(where)] = y[k]
                     elif keep.any():
                         s[where[keep]] = np.asarray(y[k])[keep]
-            out[:, col] = s[_rows(compact[rows])]
+            if not direct:
+                out[:, col] = s[_rows(compact[rows])]
             return
         for i, ti in enumerate(t):
             out[:, col.start + i] = self.evaluate(float(ti), np.ascontiguousarray(x[:, i]))[rows]
