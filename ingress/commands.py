@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
@@ -37,7 +37,6 @@ class Command:
     dup: bool = False
     reply_to: str | None = None
     correlation: bytes | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class _NoFields(Schema):

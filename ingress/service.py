@@ -32,7 +32,7 @@ import kombu.exceptions
 import paho.mqtt.client as mqtt
 import redis
 
-from instances import Instance, InstanceLibrary
+from instances import SHIPPED_INSTANCES, Instance, InstanceLibrary
 from modellib import describe_models, model_names
 from modellib.errors import CodedError
 from modellib.functions import check_call, describe_functions
@@ -49,7 +49,7 @@ from tasks.publisher import Publisher
 from tasks.replies import encode_json, timestamp
 from twinctl import __version__
 from twinctl.mqttconn import MqttConnection, Will, negotiate_protocol
-from twinctl.settings import DEFAULT_INSTANCES, Settings
+from twinctl.settings import Settings
 
 from .commands import AVAILABLE, Command, check_fields, parse_command
 from .errors import DuplicateId, Overloaded
@@ -79,7 +79,7 @@ class Ingress:
         self.redis = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
         self.outbox = Outbox(self.redis, ttl=settings.duplicate_ttl,
                              max_entries=settings.outbox_max)
-        self.library = InstanceLibrary(settings.instances_dir, seed=DEFAULT_INSTANCES)
+        self.library = InstanceLibrary(settings.instances_dir, seed=SHIPPED_INSTANCES)
         self.protocol = protocol or settings.mqtt_protocol
         self._inbox: queue.Queue[tuple[MqttConnection, mqtt.MQTTMessage] | None] = queue.Queue()
         self._stop = threading.Event()

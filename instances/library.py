@@ -22,7 +22,10 @@ from modellib.errors import CodedError
 
 from .errors import InvalidInstance, UnknownInstance
 
-__all__ = ["Instance", "InstanceLibrary"]
+__all__ = ["Instance", "InstanceLibrary", "SHIPPED_INSTANCES"]
+
+SHIPPED_INSTANCES = Path(__file__).resolve().parent / "default"
+"""The instance set shipped with twinctl (a small plant); it seeds a new folder."""
 
 ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 

@@ -62,9 +62,6 @@ class Variable:
             out["maximum"] = self.maximum
         return out
 
-    def bounds_text(self) -> str:
-        return bounds_text(self.minimum, self.maximum, self.exclusive_minimum)
-
     def check(self, value: Any) -> str | None:
         """Why ``value`` is out of bounds, or None (bounds apply to numbers)."""
         if self.type not in ("number", "integer") or value is None:

@@ -524,8 +524,6 @@ def simulate(sc: Scenario) -> dict[str, Any]:
         try:
             sol = integrate.solve_ivp(eng.rhs, (t, t_end), x, t_eval=ext,
                                       events=[g for g, _, _ in watched] or None, **opts)
-        except ScenarioRuntimeError:
-            raise
         except (ValueError, ArithmeticError) as exc:
             raise ScenarioRuntimeError(f"the solver failed at t = {t:g} s: {exc}",
                                        path="scenario.solver") from None

@@ -16,7 +16,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-FINAL = {"result", "error", "pong", "description"}
+from tasks.replies import FINAL_TYPES
+
+FINAL = FINAL_TYPES
 
 
 class Orchestrator:

@@ -33,13 +33,14 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from tasks.replies import FINAL_TYPES
 from tests.conftest import new_id, stack_env
 from tests.services import HOST, HoldingProxy, MosquittoProcess, RedisProcess, free_port
-from twinctl.stack import Stack
+from twinctl.stack import Stack, stop_process_groups
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
-FINAL = {"result", "error", "pong", "description"}
+FINAL = FINAL_TYPES
 G = 9.80665
 
 
@@ -171,23 +172,7 @@ def kill_proc(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
 
 
 def stop_procs(procs: Any) -> None:
-    procs = list(procs)
-    for proc in procs:
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + 10
-    for proc in procs:
-        try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
+    stop_process_groups(list(procs), timeout=10)
 
 
 def log_text(path: Path) -> str:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from instances import SHIPPED_INSTANCES as DEFAULT_INSTANCES
 from instances import InstanceLibrary
 from modellib import CodedError
-from twinctl.settings import DEFAULT_INSTANCES
 
 
 def test_the_shipped_library_loads_and_validates() -> None:

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from twinctl.settings import DEFAULT_INSTANCES, MqttEndpoint, SettingsError, load_settings
+from instances import SHIPPED_INSTANCES as DEFAULT_INSTANCES
+from twinctl.settings import MqttEndpoint, SettingsError, load_settings
 
 
 def test_defaults_work_on_one_machine() -> None:

@@ -19,12 +19,13 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from tasks.replies import FINAL_TYPES
+
 from .mqttconn import MqttConnection, negotiate_protocol
 from .settings import Settings
 
 __all__ = ["Exchange", "send_command", "FINAL_TYPES"]
 
-FINAL_TYPES = frozenset({"result", "error", "pong", "description"})
 
 
 @dataclass

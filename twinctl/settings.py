@@ -30,12 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["MqttEndpoint", "Settings", "SettingsError", "load_settings", "DEFAULT_INSTANCES"]
+__all__ = ["MqttEndpoint", "Settings", "SettingsError", "load_settings"]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 PREFIX_RE = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
-DEFAULT_INSTANCES = Path(__file__).resolve().parent.parent / "instances" / "default"
-"""The shipped instance set that seeds a controller's own instance folder."""
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 

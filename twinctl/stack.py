@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from . import embedded
 from .settings import Settings, load_settings
 
-__all__ = ["Stack", "StackError", "resolve_services"]
+__all__ = ["Stack", "StackError", "resolve_services", "stop_process_groups"]
 
 log = logging.getLogger("twinctl.stack")
 
@@ -65,6 +65,26 @@ def resolve_services(
             print(f"twinctl: no MQTT broker configured or running; started {svc.description}",
                   flush=True)
     return extra, started
+
+
+def stop_process_groups(procs: list[subprocess.Popen[bytes]], timeout: float = 15.0) -> None:
+    """SIGTERM each child's process group, wait, then SIGKILL what is left."""
+    for proc in procs:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
 
 
 @dataclass
@@ -182,22 +202,7 @@ class Stack:
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM every part (Celery finishes running jobs), then SIGKILL what is left."""
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + timeout
-        for proc in self.procs.values():
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait()
+        stop_process_groups(list(self.procs.values()), timeout)
         for svc in self.services:
             svc.stop()
         self.services = []
