@@ -232,11 +232,18 @@ class _Engine:
             return {k: s[idx] for k, idx in blk.inputs.items()}
         return {k: float(s[idx[0]]) for k, idx in blk.inputs.items()}
 
-    def _outputs(self, blk: _Block, t: float, x: np.ndarray, s: np.ndarray) -> None:
+    def _call(self, blk: _Block, method: str, t: float, x: np.ndarray, s: np.ndarray,
+              *first: str) -> dict[str, Any]:
+        """``blk.model.<method>(*first, t, u, x)``, a model's failure named with the block."""
         try:
-            y = blk.model.output(t, self._u_of(blk, s), self._x_of(blk, x))
+            result: dict[str, Any] = getattr(blk.model, method)(
+                *first, t, self._u_of(blk, s), self._x_of(blk, x))
         except (ArithmeticError, ValueError, ModelRuntimeError) as exc:
             raise self._failed(blk, t, exc) from None
+        return result
+
+    def _outputs(self, blk: _Block, t: float, x: np.ndarray, s: np.ndarray) -> None:
+        y = self._call(blk, "output", t, x, s)
         for k, idx in blk.outputs.items():
             s[idx] = y[k]
 
@@ -287,10 +294,7 @@ class _Engine:
         s = self.evaluate(t, x)
         dx = np.empty(self.n_states)
         for blk in self.dynamic:
-            try:
-                d = blk.model.derivatives(t, self._u_of(blk, s), self._x_of(blk, x))
-            except (ArithmeticError, ValueError, ModelRuntimeError) as exc:
-                raise self._failed(blk, t, exc) from None
+            d = self._call(blk, "derivatives", t, x, s)
             for k, sl in blk.states.items():
                 dx[sl] = d[k]
         return dx
@@ -303,7 +307,7 @@ class _Engine:
         out: list[tuple[Callable[..., float], _Block, str]] = []
         for blk in [*self.stage_a, *[b for b in self.stage_b if isinstance(b, _Block)],
                     *[b for lp in self.stage_b if isinstance(lp, _Loop) for b in lp.blocks]]:
-            values = blk.model.event_functions(t, self._u_of(blk, s), self._x_of(blk, x))
+            values = self._call(blk, "event_functions", t, x, s)
             for name, g0 in values.items():
                 if blk.vector:
                     armed = np.asarray(g0) > 1e-12
@@ -317,15 +321,14 @@ class _Engine:
     def _single_event(self, blk: _Block, name: str) -> Callable[..., float]:
         def g(t: float, x: np.ndarray) -> float:
             s = self.evaluate(t, x)
-            return float(blk.model.event_functions(t, self._u_of(blk, s),
-                                                   self._x_of(blk, x))[name])
+            return float(self._call(blk, "event_functions", t, x, s)[name])
         g.terminal = True  # type: ignore[attr-defined]
         return g
 
     def _vector_event(self, blk: _Block, name: str, armed: np.ndarray) -> Callable[..., float]:
         def g(t: float, x: np.ndarray) -> float:
             s = self.evaluate(t, x)
-            values = blk.model.event_functions(t, self._u_of(blk, s), self._x_of(blk, x))
+            values = self._call(blk, "event_functions", t, x, s)
             return float(np.min(np.asarray(values[name])[armed]))
         g.terminal = True  # type: ignore[attr-defined]
         g.direction = -1  # type: ignore[attr-defined]
@@ -344,11 +347,7 @@ class _Engine:
         s = self.evaluate(t, x)
         new = {}
         for name in names:
-            blk = self.singles[name]
-            try:
-                new[name] = blk.model.update(t, self._u_of(blk, s), self._x_of(blk, x))
-            except (ArithmeticError, ValueError, ModelRuntimeError) as exc:
-                raise self._failed(blk, t, exc) from None
+            new[name] = self._call(self.singles[name], "update", t, x, s)
         for name, z in new.items():
             self.z[name].update(z)
         self._cache_key = None
@@ -357,7 +356,7 @@ class _Engine:
         if blk.vector:
             return  # vectorized models have no discrete states: the kink is located, done
         s = self.evaluate(t, x)
-        z = blk.model.on_event(name, t, self._u_of(blk, s), self._x_of(blk, x))
+        z = self._call(blk, "on_event", t, x, s, name)
         if z:
             self.z.setdefault(blk.members[0].name, {}).update(z)
         self._cache_key = None
