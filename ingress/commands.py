@@ -24,7 +24,7 @@ __all__ = ["Command", "parse_command", "check_fields", "sniff_id", "COMMANDS", "
 ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 COMMANDS = ("ping", "describe", "run", "call", "stop", "set", "jobs",
             "put_instance", "delete_instance")
-AVAILABLE = ("ping", "describe", "run", "call", "put_instance", "delete_instance")
+AVAILABLE = COMMANDS
 """The commands this version answers; the others get ``not_permitted``."""
 _ID_SNIFF = re.compile(rb'"id"\s*:\s*"([A-Za-z0-9._:-]{1,128})"')
 
@@ -75,9 +75,24 @@ class DeleteInstanceSchema(Schema):
     instance_id = StrictString(required=True, validate=validate.Length(1, 128))
 
 
+class StopSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    target = StrictString(required=True, validate=validate.Regexp(
+        ID_RE, error="must be the id of a job of this controller (1-128 letters, digits, "
+                     "'.', '_', ':' or '-')"))
+
+
+class SetSchema(StopSchema):
+    inputs = fields.Dict(keys=StrictString(), values=fields.Raw(), required=True,
+                         validate=validate.Length(min=1, error="give at least one input"))
+
+
 _SCHEMAS: dict[str, Schema] = {
     "ping": _NoFields(), "describe": _NoFields(), "run": RunSchema(), "call": CallSchema(),
     "put_instance": PutInstanceSchema(), "delete_instance": DeleteInstanceSchema(),
+    "stop": StopSchema(), "set": SetSchema(), "jobs": _NoFields(),
 }
 
 

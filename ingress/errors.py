@@ -9,6 +9,7 @@ Tree::
         ├── TooLarge            code ``too_large``
         ├── DuplicateId         code ``duplicate_id``
         ├── Overloaded          code ``limit_exceeded``: too many jobs waiting
+        ├── UnknownJob          code ``unknown_job``: ``stop``/``set`` of no such job
         └── CommandNotPermitted code ``not_permitted``
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 from modellib.errors import CodedError
 
 __all__ = ["CommandError", "InvalidJson", "InvalidCommand", "TooLarge", "DuplicateId",
-           "CommandNotPermitted", "Overloaded"]
+           "CommandNotPermitted", "Overloaded", "UnknownJob"]
 
 
 class CommandError(CodedError):
@@ -58,3 +59,7 @@ class Overloaded(CommandError):
 
     def as_reply(self) -> dict[str, Any]:
         return {**super().as_reply(), "queued": self.data.get("queued")}
+
+
+class UnknownJob(CommandError):
+    code = "unknown_job"

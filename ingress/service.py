@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import queue
 import threading
 import time
@@ -34,15 +35,18 @@ import redis
 
 from instances import SHIPPED_INSTANCES, Instance, InstanceLibrary
 from modellib import describe_models, model_names
-from modellib.errors import CodedError
+from modellib.errors import CodedError, InvalidArgument, did_you_mean
 from modellib.functions import check_call, describe_functions
 from scenario_builder import (
     SUPPORTED_MODES,
     check_scenario,
     describe_templates,
     expand_template,
+    settable_inputs,
 )
+from tasks.jobboard import JobBoard
 from tasks.jobs import call as call_task
+from tasks.jobs import realtime as realtime_task
 from tasks.jobs import run as run_task
 from tasks.outbox import Outbox, outbox_stream
 from tasks.publisher import Publisher
@@ -52,7 +56,7 @@ from twinctl.mqttconn import MqttConnection, Will, negotiate_protocol
 from twinctl.settings import Settings
 
 from .commands import AVAILABLE, Command, check_fields, parse_command
-from .errors import DuplicateId, Overloaded
+from .errors import DuplicateId, Overloaded, UnknownJob
 
 __all__ = ["Ingress"]
 
@@ -80,6 +84,7 @@ class Ingress:
         self.outbox = Outbox(self.redis, ttl=settings.duplicate_ttl,
                              max_entries=settings.outbox_max)
         self.library = InstanceLibrary(settings.instances_dir, seed=SHIPPED_INSTANCES)
+        self.board = JobBoard(self.redis, self.cid, ttl=settings.duplicate_ttl)
         self.protocol = protocol or settings.mqtt_protocol
         self._inbox: queue.Queue[tuple[MqttConnection, mqtt.MQTTMessage] | None] = queue.Queue()
         self._stop = threading.Event()
@@ -164,10 +169,32 @@ class Ingress:
                 continue
             self.depths = {**dict(zip(self.QUEUES, counts[:-1], strict=True)),
                            "outbox": counts[-1]}
+            try:
+                self._reap_lost()
+            except redis.RedisError as exc:
+                log.debug("lost real-time jobs not checked: %s", exc)
             now = time.monotonic()
             if self.depths != published and now - last >= 5.0:
                 self._publish_status()
                 published, last = dict(self.depths), now
+
+    def _reap_lost(self) -> None:
+        """A running real-time job whose heartbeat stopped: its worker died. Answer it
+        (``runtime_error``) instead of leaving the orchestrator waiting."""
+        for rid in self.board.lost():
+            info = self.board.get_running(rid)
+            if info is not None:
+                at = f" at t = {info['t']:g} s" if isinstance(info.get("t"), int | float) else ""
+                self._reply(rid, "final", "error", {
+                    "code": "runtime_error",
+                    "message": f"the worker running this real-time job ({info.get('worker')}) "
+                               f"stopped answering{at}; the run is over, its rows so far were "
+                               "sent: send a new run to go on"},
+                    info.get("reply_to"), None,
+                    correlation_hex=info.get("correlation"))
+                log.error("request %s: real-time job lost with its worker %s", rid,
+                          info.get("worker"))
+            self.board.end(rid)
 
     def _admit(self) -> None:
         """Refuse new work at once when too much is waiting (instead of no answer)."""
@@ -219,15 +246,22 @@ class Ingress:
                 return
             conn, msg = item
             started = time.perf_counter()
+            rid: str | None = None
+            cmd: str | None = None
+            outcome = "failed"  # handle() raised: see the exception logged just before
             try:
-                self.handle(msg)
+                rid, cmd, outcome = self.handle(msg)
             except Exception:  # noqa: BLE001  (no input may kill the ingress)
                 log.exception("could not handle a command on %s", msg.topic)
             finally:
                 if msg.qos > 0:
                     conn.ack(msg.mid, msg.qos)
             self.handled += 1
-            log.debug("handled a command in %.2f ms", (time.perf_counter() - started) * 1000)
+            ms = round((time.perf_counter() - started) * 1000, 2)
+            # one line per command; with TWIN_LOG_FORMAT=json the extra are fields
+            log.info("request %s %s: %s in %.2f ms", rid or "-", cmd or "-", outcome, ms,
+                     extra={"request_id": rid, "cmd": cmd, "outcome": outcome,
+                            "duration_ms": ms})
 
     def _retry(self, what: str, fn: Callable[[], T]) -> T:
         """Run a Redis or Celery call until it works: a command is never dropped for it."""
@@ -243,8 +277,13 @@ class Ingress:
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    def handle(self, msg: mqtt.MQTTMessage) -> None:
+    def handle(self, msg: mqtt.MQTTMessage) -> tuple[str | None, str | None, str]:
         """Handle one command message completely (its replies are in the outbox after).
+
+        Returns ``(request id, cmd, outcome)`` for the log (``None`` where the
+        command did not get that far): the outcome is the first reply's type
+        (``ack``, ``pong``, ``description``), its error code, ``duplicate_id``,
+        or ``redelivered`` (a QoS 1 re-delivery of a command already answered).
 
         The duplicate-id guard and the first reply are one Redis round trip
         (:meth:`Outbox.put_first`): the command is checked first, locally, and
@@ -265,7 +304,7 @@ class Ingress:
                 digest = hashlib.sha1(msg.payload).hexdigest()
                 self._reply(rid, f"rejected:{digest}", "error", exc.as_reply(),
                             reply_to, correlation)
-            return
+            return rid, None, exc.code
         command.dup = bool(msg.dup)
         command.reply_to = reply_to
         command.correlation = correlation
@@ -282,8 +321,12 @@ class Ingress:
             correlation=command.correlation.hex() if command.correlation else None,
             token=token,
         ))
+        outcome = (str(plan.fields.get("code", "error")) if plan.rtype == "error"
+                   else plan.rtype)
+        if stored.outcome != "new":
+            outcome = "duplicate_id" if stored.outcome == "duplicate" else "redelivered"
         if plan.then is None or stored.outcome == "duplicate":
-            return
+            return command.id, command.cmd, outcome
         if stored.outcome == "redelivered":
             # A QoS 1 re-delivery: this ingress died after storing the first reply and
             # before acknowledging the command, perhaps before queueing its job. Do the
@@ -292,6 +335,7 @@ class Ingress:
             log.warning("request %s: re-delivered after an interrupted handling: "
                         "finishing it (its replies are stored once)", command.id)
         plan.then()
+        return command.id, command.cmd, outcome
 
     def _plan(self, command: Command) -> _Plan:
         """Check ``command`` against the libraries (no side effects); say what to do."""
@@ -304,7 +348,7 @@ class Ingress:
             self._admit()
             job = self._prepare_run(command)
             return _Plan("ack", {"queue": job["queue"]}, "ack",
-                         lambda: self._enqueue(run_task, job))
+                         lambda: self._enqueue(job["task"], job))
         if command.cmd == "call":
             self._admit()
             job = self._prepare_call(command)
@@ -318,11 +362,88 @@ class Ingress:
                 self.library.get(body["instance_id"], path="instance_id")
             # (a re-delivery may find it deleted by its own interrupted first handling)
             return _Plan("ack", {}, "ack", lambda: self._delete_instance(command))
+        if command.cmd == "jobs":
+            return _Plan("result", {"status": "ok", "jobs": self._jobs()})
+        if command.cmd == "stop":
+            job = self._find_job(body["target"])
+            return _Plan("ack", {}, "ack", lambda: self._stop_job(command, job))
+        if command.cmd == "set":
+            job = self._find_job(body["target"])
+            values = self._check_set(job, body["inputs"])
+            return _Plan("ack", {}, "ack", lambda: self._set_inputs(command, job, values))
         raise AssertionError(f"no plan for {command.cmd!r}")  # parse_command refused it
 
     def _enqueue(self, task: Any, job: dict[str, Any]) -> None:
         self._retry("queueing the job", lambda: task.apply_async(
-            args=job["args"], kwargs=job["kwargs"], queue=job["queue"]))
+            args=job["args"], kwargs=job["kwargs"], queue=job["queue"],
+            **job.get("options", {})))
+
+    # ----- jobs: list, stop, set ------------------------------------------------
+    _SHOWN = ("id", "task", "queue", "state", "summary", "started", "worker", "worker_pid",
+              "celery_id",
+              "inputs", "t", "ticks", "rows", "overruns")
+
+    def _jobs(self) -> list[dict[str, Any]]:
+        """The jobs of this controller running or waiting, running first."""
+        running = self._retry("reading the jobs", self.board.running)
+        queued = self._retry("reading the queues", lambda: self.board.queued(self.QUEUES))
+        jobs = [{"id": rid, **info} for rid, info in sorted(
+            running.items(), key=lambda item: item[1].get("started", 0))]
+        jobs += [j for j in queued if j["id"] not in running]
+        return [{k: j[k] for k in self._SHOWN if k in j} for j in jobs]
+
+    def _find_job(self, target: str) -> dict[str, Any]:
+        """A job of this controller, running or waiting; ``unknown_job`` otherwise."""
+        info = self._retry("reading the jobs", lambda: self.board.get_running(target))
+        if info is not None:
+            return {"id": target, **info}
+        for job in self._retry("reading the queues", lambda: self.board.queued(self.QUEUES)):
+            if job["id"] == target:
+                return job
+        raise UnknownJob(
+            f"no job {target!r} is running or waiting on this controller (it may have "
+            "ended already; `jobs` lists those that are)", path="target")
+
+    def _stop_job(self, command: Command, job: dict[str, Any]) -> None:
+        target = job["id"]
+        self._retry("storing the stop", lambda: self.board.request_stop(target))
+        if job["state"] == "running" and job.get("task") in ("twin.run", "twin.call") \
+                and job.get("celery_id"):
+            # a batch job has no ticks to look at its flag: interrupt it (it answers
+            # `stopped` when it finds the flag)
+            run_task.app.control.revoke(job["celery_id"], terminate=True, signal="SIGUSR1")
+        self._final(command, "result", {"status": "ok", "target": target,
+                                         "state": job["state"]})
+
+    def _check_set(self, job: dict[str, Any], inputs: dict[str, Any]) -> dict[str, float]:
+        target = job["id"]
+        if job.get("task") != "twin.realtime":
+            raise InvalidArgument(
+                f"job {target!r} is not a real-time run ({job.get('summary') or job.get('task')}"
+                "); `set` steers real-time runs only", path="target")
+        ports = job.get("inputs")
+        if ports is None:  # still waiting: its scenario is in the queued message
+            ports = settable_inputs(check_scenario(job["scenario"]))
+        values: dict[str, float] = {}
+        for key, value in inputs.items():
+            if key not in ports:
+                raise InvalidArgument(
+                    f"{key!r} is not an input of job {target!r} that can be set"
+                    f"{did_you_mean(key, ports)}; settable: {', '.join(ports) or 'none'}",
+                    path=f"inputs.{key}")
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not math.isfinite(value):
+                raise InvalidArgument(
+                    f"inputs.{key} must be a finite number, got {json.dumps(value)[:60]}",
+                    path=f"inputs.{key}")
+            values[key] = float(value)
+        return values
+
+    def _set_inputs(self, command: Command, job: dict[str, Any],
+                    values: dict[str, float]) -> None:
+        self._retry("storing the inputs", lambda: self.board.set_inputs(job["id"], values))
+        self._final(command, "result", {"status": "ok", "target": job["id"], "inputs": values,
+                                         "state": job["state"]})
 
     def _put_instance(self, command: Command, inst: Instance) -> None:
         try:
@@ -392,22 +513,29 @@ class Ingress:
                else body["scenario"])
         scenario = self.library.resolve(raw)
         checked = check_scenario(scenario)
-        queue_name = "twin.short" if checked.mode == "static" else "twin.long"
         models = sorted({el.cls.name for el in checked.elements.values()})
         summary = f"{checked.mode}: {len(checked.elements)} element(s) {', '.join(models)}"
         reply_to = command.reply_to or self.settings.reply_topic(command.id)
         correlation = command.correlation.hex() if command.correlation else None
-        return {"queue": queue_name, "args": (command.id, self.cid, reply_to, scenario),
+        args = (command.id, self.cid, reply_to, scenario)
+        if checked.mode == "realtime":
+            return {"queue": "twin.realtime", "task": realtime_task, "args": args,
+                    "kwargs": {"correlation": correlation, "summary": summary},
+                    "options": _realtime_limits(checked.time, checked.realtime)}
+        return {"queue": "twin.short" if checked.mode == "static" else "twin.long",
+                "task": run_task, "args": args,
                 "kwargs": {"correlation": correlation, "summary": summary,
                            "max_rows": self.settings.max_result_rows}}
 
     # ----- replies -----------------------------------------------------------
     def _reply(self, rid: str, key: str, rtype: str, fields: dict[str, Any],
-               reply_to: str | None, correlation: bytes | None) -> None:
+               reply_to: str | None, correlation: bytes | None, *,
+               correlation_hex: str | None = None) -> None:
         topic = reply_to or self.settings.reply_topic(rid)
+        corr = correlation.hex() if correlation else correlation_hex
         self._retry("storing a reply", lambda: self.outbox.put(
             controller=self.cid, request_id=rid, key=key, rtype=rtype, fields=fields,
-            topic=topic, correlation=correlation.hex() if correlation else None,
+            topic=topic, correlation=corr,
         ))
 
     def _error_without_id(self, exc: CodedError) -> None:
@@ -415,3 +543,18 @@ class Ingress:
         self._retry("storing an error", lambda: self.outbox.put_plain(
             controller=self.cid, topic=self.settings.topic("errors"), fields=fields))
         log.info("command without a usable id refused: %s", json.dumps(exc.as_reply()))
+
+
+def _realtime_limits(time_: dict[str, Any] | None, opts: dict[str, Any] | None) -> dict[str, Any]:
+    """Celery time limits of a real-time run: its length in wall-clock time and a margin;
+    an open-ended run has none (it runs until stopped)."""
+    assert time_ is not None and opts is not None
+    if time_.get("stop") is None:
+        return {"soft_time_limit": OPEN_ENDED_S, "time_limit": OPEN_ENDED_S + 30}
+    length = (float(time_["stop"]) - float(time_["start"])) / float(opts["speed"])
+    soft = int(length * 1.1 + 60)
+    return {"soft_time_limit": soft, "time_limit": soft + 30}
+
+
+OPEN_ENDED_S = 10 * 365 * 86_400
+"""The "time limit" of an open-ended real-time run: none in practice (Celery needs a number)."""

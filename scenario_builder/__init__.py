@@ -13,6 +13,7 @@ from .errors import (
     UnknownTemplate,
 )
 from .graph import Scenario, build_scenario
+from .realtime import Poll, Steering, run_realtime, settable_inputs
 from .run import SUPPORTED_MODES, check_scenario, run_scenario
 from .static import solve_static
 from .templates import describe_templates, expand_template
@@ -21,5 +22,5 @@ __all__ = [
     "InvalidScenario", "NotPermitted", "ScenarioError", "ScenarioRuntimeError",
     "Scenario", "build_scenario", "check_scenario", "run_scenario", "solve_static",
     "SUPPORTED_MODES", "simulate", "LimitExceeded", "UnknownTemplate", "describe_templates",
-    "expand_template",
+    "expand_template", "Poll", "Steering", "run_realtime", "settable_inputs",
 ]

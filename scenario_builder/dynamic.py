@@ -40,7 +40,7 @@ from modellib.errors import ModelRuntimeError
 from .errors import LimitExceeded, ScenarioRuntimeError
 from .graph import Element, Port, Scenario, _components
 
-__all__ = ["simulate", "check_rows", "MAX_ROWS", "MAX_SEGMENTS"]
+__all__ = ["simulate", "check_rows", "March", "MAX_ROWS", "MAX_SEGMENTS"]
 
 MAX_ROWS = 10_000_000
 """Output rows above which a run is refused before it starts (``limit_exceeded``)."""
@@ -218,6 +218,17 @@ class _Engine:
             s[self.const_slots] = self.const_values
         for slot, sig in self.series:
             s[slot] = sig.at(t)
+
+    def set_input(self, port: Port, value: float) -> None:
+        """Hold the external input ``port`` at ``value`` (a series is replaced)."""
+        slot = self.index[port]
+        self.series = [(sl, sig) for sl, sig in self.series if sl != slot]
+        if slot in self.const_slots:
+            self.const_values[self.const_slots.index(slot)] = float(value)
+        else:
+            self.const_slots.append(slot)
+            self.const_values.append(float(value))
+        self._cache_key = None
 
     def _x_of(self, blk: _Block, x: np.ndarray) -> dict[str, Any]:
         if blk.vector:
@@ -469,95 +480,142 @@ def _grid(time: dict[str, Any]) -> np.ndarray:
     return grid
 
 
-def simulate(sc: Scenario) -> dict[str, Any]:
-    """Simulate ``sc`` from ``time.start`` to ``time.stop``; return ``t``, ``values``, ``stats``."""
-    started = _time.perf_counter()
-    assert sc.time is not None
-    grid = _grid(sc.time)
-    eng = _Engine(sc)
+def _solver_options(sc: Scenario) -> dict[str, Any]:
     solver = sc.solver or {}
     opts: dict[str, Any] = {"method": solver.get("method", "RK45"),
                             "rtol": solver.get("rtol", 1e-6), "atol": solver.get("atol", 1e-9)}
     if solver.get("max_step"):
         opts["max_step"] = solver["max_step"]
-    t, t_stop = float(grid[0]), float(grid[-1])
-    x = np.array(eng.x0, dtype=float)
-    sampled = eng.sampled()
-    next_sample = dict.fromkeys(sampled, t)
-    k_sample = dict.fromkeys(sampled, 0)
-    rows = [eng.port_index(port) for port in sc.outputs]
-    s_out = np.empty((len(rows), len(grid)))
-    recorded = 0
-    segments = events = samples = 0
-    while True:
-        due = [n for n, ts in next_sample.items() if ts <= t + 1e-12 * max(1.0, abs(t))]
+    return opts
+
+
+class March:
+    """The simulated state of a scenario, marched forward in time.
+
+    Holds the time, the continuous states and the schedule of the sampled
+    elements; :meth:`advance` integrates to a later time, updating the sampled
+    elements at their instants and handling the events in between. Dynamic
+    mode advances once over the whole grid; the real-time loop once per tick.
+    """
+
+    def __init__(self, sc: Scenario) -> None:
+        assert sc.time is not None
+        self.eng = _Engine(sc)
+        self.opts = _solver_options(sc)
+        self.t0 = self.t = float(sc.time["start"])
+        self.x = np.array(self.eng.x0, dtype=float)
+        self.sample_times = self.eng.sampled()
+        self.next_sample = dict.fromkeys(self.sample_times, self.t)
+        self.k_sample = dict.fromkeys(self.sample_times, 0)
+        self.segments = self.events = self.samples = 0
+
+    def set_input(self, port: Port, value: float) -> None:
+        """Hold the external input ``port`` at ``value`` from now on."""
+        self.eng.set_input(port, value)
+
+    def apply_due(self) -> None:
+        """Update the sampled elements whose instant is now, all from the same inputs."""
+        t = self.t
+        due = [n for n, ts in self.next_sample.items() if ts <= t + 1e-12 * max(1.0, abs(t))]
         if due:
-            eng.update(due, t, x)
-            samples += len(due)
+            self.eng.update(due, t, self.x)
+            self.samples += len(due)
             for name in due:
-                k_sample[name] += 1
-                next_sample[name] = float(grid[0]) + k_sample[name] * sampled[name]
-        if t >= t_stop:
-            break
-        segments += 1
-        if segments > MAX_SEGMENTS:
-            raise ScenarioRuntimeError(
-                f"more than {MAX_SEGMENTS} sample instants and events before t = {t:g} s "
-                "(a controller chattering?)", path="scenario")
-        t_end = min([t_stop, *next_sample.values()])
-        last = t_end >= t_stop
-        upto = np.searchsorted(grid, t_end, side="right" if last else "left")
-        t_eval = grid[recorded:upto]
-        watched = eng.event_functions(t, x)
-        if eng.n_states == 0:
-            # nothing to integrate: record at the grid times of this segment and jump
-            if len(t_eval):
-                eng.record(t_eval, np.zeros((0, len(t_eval))), rows, s_out,
-                           slice(recorded, recorded + len(t_eval)))
-                recorded += len(t_eval)
-            t = t_end
-            continue
-        # t_end itself is always evaluated (the state to go on from), recorded only
-        # when it is a grid time of this segment
-        ext = t_eval if len(t_eval) and t_eval[-1] == t_end else np.append(t_eval, t_end)
-        try:
-            sol = integrate.solve_ivp(eng.rhs, (t, t_end), x, t_eval=ext,
-                                      events=[g for g, _, _ in watched] or None, **opts)
-        except (ValueError, ArithmeticError) as exc:
-            raise ScenarioRuntimeError(f"the solver failed at t = {t:g} s: {exc}",
-                                       path="scenario.solver") from None
-        if sol.status == -1:
-            raise ScenarioRuntimeError(
-                f"the solver failed at t = {float(sol.t[-1]) if len(sol.t) else t:g} s: "
-                f"{sol.message}; try solver.method \"LSODA\" or \"BDF\" for a stiff "
-                "scenario, or a smaller solver.max_step", path="scenario.solver")
-        done = min(len(sol.t), len(t_eval))
-        if done:
-            eng.record(sol.t[:done], sol.y[:, :done], rows, s_out,
-                       slice(recorded, recorded + done))
-            recorded += done
-        if sol.status == 1:  # a terminal event
-            fired = [(i, float(te[0])) for i, te in enumerate(sol.t_events) if len(te)]
-            i, te = min(fired, key=lambda item: item[1])
-            x = np.asarray(sol.y_events[i][0], dtype=float)
-            t = te
-            for j, te_j in fired:
-                if te_j <= te + 1e-12 * max(1.0, abs(te)):
-                    _, blk, name = watched[j]
-                    eng.on_event(blk, name, t, x)
-                    events += 1
-            continue
-        x = np.asarray(sol.y[:, -1], dtype=float)
-        t = t_end
+                self.k_sample[name] += 1
+                self.next_sample[name] = self.t0 + self.k_sample[name] * self.sample_times[name]
+
+    def record_now(self, rows: list[int], out: np.ndarray, col: int) -> None:
+        """The signals ``rows`` at the present time into column ``col`` of ``out``."""
+        self.eng.record(np.array([self.t]), self.x[:, None], rows, out, slice(col, col + 1))
+
+    def advance(self, t_stop: float, grid: np.ndarray | None = None,
+                rows: list[int] | None = None, out: np.ndarray | None = None) -> int:
+        """March to ``t_stop``; record ``rows`` at the times of ``grid`` (all of them
+        up to ``t_stop``, ``t_stop`` included) into ``out``. Returns the rows recorded."""
+        eng = self.eng
+        grid = np.empty(0) if grid is None else grid
+        recorded = 0
+        while True:
+            t = self.t
+            if t >= t_stop:
+                return recorded
+            self.apply_due()
+            self.segments += 1
+            if self.segments > MAX_SEGMENTS:
+                raise ScenarioRuntimeError(
+                    f"more than {MAX_SEGMENTS} sample instants and events before t = {t:g} s "
+                    "(a controller chattering?)", path="scenario")
+            t_end = min([t_stop, *self.next_sample.values()])
+            last = t_end >= t_stop
+            upto = np.searchsorted(grid, t_end, side="right" if last else "left")
+            t_eval = grid[recorded:upto]
+            watched = eng.event_functions(t, self.x)
+            if eng.n_states == 0:
+                # nothing to integrate: record at the grid times of this segment and jump
+                if len(t_eval):
+                    assert rows is not None and out is not None
+                    eng.record(t_eval, np.zeros((0, len(t_eval))), rows, out,
+                               slice(recorded, recorded + len(t_eval)))
+                    recorded += len(t_eval)
+                self.t = t_end
+                continue
+            # t_end itself is always evaluated (the state to go on from), recorded only
+            # when it is a grid time of this segment
+            ext = t_eval if len(t_eval) and t_eval[-1] == t_end else np.append(t_eval, t_end)
+            try:
+                sol = integrate.solve_ivp(eng.rhs, (t, t_end), self.x, t_eval=ext,
+                                          events=[g for g, _, _ in watched] or None,
+                                          **self.opts)
+            except (ValueError, ArithmeticError) as exc:
+                raise ScenarioRuntimeError(f"the solver failed at t = {t:g} s: {exc}",
+                                           path="scenario.solver") from None
+            if sol.status == -1:
+                raise ScenarioRuntimeError(
+                    f"the solver failed at t = {float(sol.t[-1]) if len(sol.t) else t:g} s: "
+                    f"{sol.message}; try solver.method \"LSODA\" or \"BDF\" for a stiff "
+                    "scenario, or a smaller solver.max_step", path="scenario.solver")
+            done = min(len(sol.t), len(t_eval))
+            if done:
+                assert rows is not None and out is not None
+                eng.record(sol.t[:done], sol.y[:, :done], rows, out,
+                           slice(recorded, recorded + done))
+                recorded += done
+            if sol.status == 1:  # a terminal event
+                fired = [(i, float(te[0])) for i, te in enumerate(sol.t_events) if len(te)]
+                i, te = min(fired, key=lambda item: item[1])
+                self.x = np.asarray(sol.y_events[i][0], dtype=float)
+                self.t = te
+                for j, te_j in fired:
+                    if te_j <= te + 1e-12 * max(1.0, abs(te)):
+                        _, blk, name = watched[j]
+                        eng.on_event(blk, name, te, self.x)
+                        self.events += 1
+                continue
+            self.x = np.asarray(sol.y[:, -1], dtype=float)
+            self.t = t_end
+
+    def stats(self) -> dict[str, Any]:
+        return {"elements": len(self.eng.elements), "states": self.eng.n_states,
+                "rhs_evaluations": self.eng.nfev, "segments": self.segments,
+                "events": self.events, "samples": self.samples}
+
+
+def simulate(sc: Scenario) -> dict[str, Any]:
+    """Simulate ``sc`` from ``time.start`` to ``time.stop``; return ``t``, ``values``, ``stats``."""
+    started = _time.perf_counter()
+    assert sc.time is not None
+    grid = _grid(sc.time)
+    march = March(sc)
+    rows = [march.eng.port_index(port) for port in sc.outputs]
+    s_out = np.empty((len(rows), len(grid)))
+    recorded = march.advance(float(grid[-1]), grid, rows, s_out)
     if recorded != len(grid):  # pragma: no cover - a bug, not an input
         raise ScenarioRuntimeError(f"recorded {recorded} of {len(grid)} rows", path="scenario")
     values = {f"{e}.{p}": s_out[i] for i, (e, p) in enumerate(sc.outputs)}
     return {
         "t": grid,
         "values": values,
-        "stats": {"rows": len(grid), "elements": len(sc.elements), "states": eng.n_states,
-                  "rhs_evaluations": eng.nfev, "segments": segments, "events": events,
-                  "samples": samples,
+        "stats": {"rows": len(grid), **march.stats(),
                   "solve_ms": round((_time.perf_counter() - started) * 1000, 3),
-                  "outputs_ms": round(eng.record_s * 1000, 3)},
+                  "outputs_ms": round(march.eng.record_s * 1000, 3)},
     }

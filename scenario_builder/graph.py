@@ -20,7 +20,7 @@ from modellib import Model, get_model
 from modellib.errors import InvalidArgument, did_you_mean
 
 from .errors import InvalidScenario
-from .schema import parse_scenario
+from .schema import RealtimeSchema, parse_scenario
 
 __all__ = ["Port", "Signal", "Element", "Scenario", "build_scenario"]
 
@@ -309,6 +309,9 @@ def build_scenario(data: Any, *, path: str = "scenario") -> Scenario:
                     path=f"{path}.time.{key}",
                 )
 
+    if sc["mode"] == "realtime":
+        _check_realtime(sc, f"{path}")
+
     scenario = Scenario(
         mode=sc["mode"], elements=elements, feeds=feeds, inputs=inputs, outputs=outputs,
         time=time, post=sc["post"], realtime=sc["realtime"], solver=sc["solver"],
@@ -326,3 +329,30 @@ def _check_time(time: Mapping[str, Any], path: str) -> None:
             f"{path}.stop must be after time.start ({start:g} s), got {stop:g}",
             path=f"{path}.stop",
         )
+
+
+MIN_TICK_S = 0.001
+"""The shortest wall-clock tick of a real-time run (``time.step / realtime.speed``)."""
+
+
+def _check_realtime(sc: dict[str, Any], path: str) -> None:
+    """A real-time run needs ``time.step``; ``time.stop`` may be left out (open-ended)."""
+    time = sc["time"]
+    if time is None or time.get("step") is None:
+        raise InvalidScenario(
+            f"{path}.time.step is required in realtime mode (the simulated time of one "
+            "tick): give \"time\": {\"start\": 0, \"step\": 0.1} and, for a run that "
+            "ends by itself, \"stop\"", path=f"{path}.time.step")
+    if sc["post"]:
+        raise InvalidScenario(
+            f"{path}.post is not available in realtime mode (its rows are published as "
+            "they are computed, never gathered): remove it, or run the scenario in "
+            "dynamic mode", path=f"{path}.post")
+    if sc["realtime"] is None:
+        sc["realtime"] = RealtimeSchema().load({})
+    tick = float(time["step"]) / float(sc["realtime"]["speed"])
+    if tick < MIN_TICK_S:
+        raise InvalidScenario(
+            f"a tick of {path}.time.step / realtime.speed = {tick * 1000:g} ms of wall-clock "
+            f"time is too short: at least {MIN_TICK_S * 1000:g} ms; make time.step larger "
+            "or realtime.speed smaller", path=f"{path}.time.step")

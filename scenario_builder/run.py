@@ -12,7 +12,7 @@ from .static import solve_static
 
 __all__ = ["check_scenario", "run_scenario", "SUPPORTED_MODES"]
 
-SUPPORTED_MODES = ("static", "dynamic")
+SUPPORTED_MODES = ("static", "dynamic", "realtime")
 
 
 def check_scenario(data: Any) -> Scenario:
@@ -32,8 +32,12 @@ def check_scenario(data: Any) -> Scenario:
 
 
 def run_scenario(data: Any) -> dict[str, Any]:
-    """Check and run a scenario; return the fields of its ``result`` reply."""
+    """Check and run a static or dynamic scenario; return the fields of its ``result``
+    reply. (A real-time run needs steering: :func:`scenario_builder.realtime.run_realtime`.)"""
     scenario = check_scenario(data)
+    if scenario.mode == "realtime":
+        raise NotPermitted("a realtime scenario runs through run_realtime, with steering",
+                           path="scenario.mode")
     if scenario.mode == "dynamic":
         result = simulate(scenario)
         if scenario.post:

@@ -11,7 +11,7 @@ from modellib.base import StrictFloat
 from modellib.errors import InvalidArgument
 from modellib.validation import StrictString, first_error
 
-__all__ = ["ScenarioSchema", "parse_scenario", "NAME_RE", "MODES"]
+__all__ = ["ScenarioSchema", "parse_scenario", "NAME_RE", "MODES", "POLICIES"]
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 MODES = ("static", "dynamic", "realtime")
@@ -54,6 +54,23 @@ class SolverSchema(_Strict):
         min=0.0, min_inclusive=False, error="must be > 0 s"))
 
 
+POLICIES = ("catch_up", "skip", "fail")
+
+
+class RealtimeSchema(_Strict):
+    """``realtime``: how a real-time run keeps pace with the wall clock."""
+
+    speed = StrictFloat(load_default=1.0, validate=validate.Range(
+        min=1e-3, max=1e3, error="must be between 0.001 and 1000 (1 = wall-clock time)"))
+    publish_every = fields.Integer(strict=True, load_default=10, validate=validate.Range(
+        min=1, max=100_000, error="must be a whole number of ticks between 1 and 100000"))
+    policy = StrictString(load_default="catch_up", validate=validate.OneOf(
+        POLICIES, error=f"must be one of: {', '.join(POLICIES)}"))
+    tolerance = StrictFloat(load_default=None, allow_none=True, validate=validate.Range(
+        min=0.0, min_inclusive=False, max=3600.0,
+        error="must be between 0 and 3600 s of wall-clock time"))
+
+
 class PostSchema(_Strict):
     function = StrictString(required=True)
     args = fields.Dict(keys=StrictString(), values=fields.Raw(), load_default=dict)
@@ -75,7 +92,7 @@ class ScenarioSchema(_Strict):
     time = fields.Nested(TimeSchema, load_default=None)
     solver = fields.Nested(SolverSchema, load_default=lambda: SolverSchema().load({}))
     post = fields.List(fields.Nested(PostSchema), load_default=list)
-    realtime = fields.Dict(keys=StrictString(), values=fields.Raw(), load_default=None)
+    realtime = fields.Nested(RealtimeSchema, load_default=None)
 
     @validates_schema
     def _not_empty(self, data: dict[str, Any], **_: Any) -> None:

@@ -1,9 +1,10 @@
 """The Celery tasks: thin, idempotent, JSON arguments that say which request they run.
 
-``twin.run`` runs a scenario, ``twin.call`` one function of the function
-library; each writes its ``result`` or ``error`` into the outbox under the
-logical key ``final``: a re-delivered task (worker killed, acks_late) may
-compute again, but its reply is stored once.
+``twin.run`` runs a static or dynamic scenario, ``twin.call`` one function of
+the function library, ``twin.realtime`` a real-time scenario; each writes its
+``result`` or ``error`` into the outbox under the logical key ``final``: a
+re-delivered task (worker killed, acks_late) may compute again, but its reply is
+stored once.
 """
 
 from __future__ import annotations
@@ -12,19 +13,21 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
 from modellib.errors import CodedError
 from modellib.functions import call_function
-from scenario_builder import run_scenario
+from scenario_builder import check_scenario, run_realtime, run_scenario, settable_inputs
 
 from .app import app
+from .jobboard import JobBoard
 from .outbox import Outbox
+from .steering import RedisSteering
 
-__all__ = ["run", "call", "outbox"]
+__all__ = ["run", "call", "realtime", "outbox"]
 
 log = logging.getLogger("twinctl.worker")
 
@@ -56,21 +59,35 @@ _RETRY = {
 }
 
 
+def _board(controller: str) -> JobBoard:
+    return JobBoard(outbox().redis, controller)
+
+
 def _answer(
     compute: Callable[[], dict[str, Any]], *, request_id: str, controller: str, reply_to: str,
-    correlation: str | None,
+    correlation: str | None, info: dict[str, Any],
 ) -> str:
-    """Run ``compute`` and store its result, or the error it raised, as the final reply."""
+    """Register the job, run ``compute`` and store its result, or the error it raised,
+    as the final reply. A job stopped before it started is not run."""
+    board = _board(controller)
+    stopped_early = board.begin(request_id, {**info, "reply_to": reply_to,
+                                             "correlation": correlation})
     started = time.perf_counter()
     try:
-        fields: dict[str, Any] = compute()
+        if stopped_early:
+            fields: dict[str, Any] = {"status": "stopped", "stats": {}}
+        else:
+            fields = compute()
         rtype = "result"
     except CodedError as exc:
         fields, rtype = exc.as_reply(), "error"
     except SoftTimeLimitExceeded:
-        fields = {"code": "timeout",
-                  "message": f"the run took longer than {app.conf.task_soft_time_limit} s"}
-        rtype = "error"
+        if board.get_stop(request_id):  # `stop` interrupts a batch job this way
+            fields, rtype = {"status": "stopped", "stats": {}}, "result"
+        else:
+            fields = {"code": "timeout",
+                      "message": f"the run took longer than {app.conf.task_soft_time_limit} s"}
+            rtype = "error"
     except (ArithmeticError, ValueError) as exc:
         fields = {"code": "runtime_error", "message": f"the computation failed: {exc}"}
         rtype = "error"
@@ -82,11 +99,30 @@ def _answer(
     if rtype == "result":
         fields.setdefault("stats", {})["run_ms"] = round(
             (time.perf_counter() - started) * 1000, 3)
-    stored = outbox().put(
+    stored = _persist(lambda: outbox().put(
         controller=controller, request_id=request_id, key="final", rtype=rtype,
         fields=fields, topic=reply_to, correlation=correlation,
-    )
+    ), info.get("task") == "twin.realtime")
+    _persist(lambda: board.end(request_id), info.get("task") == "twin.realtime")
     return f"{rtype} seq={stored.seq}{'' if stored.new else ' (already sent)'}"
+
+
+T = TypeVar("T")
+
+
+def _persist(store: Callable[[], T], wait: bool, timeout: float = 600.0) -> T:
+    """``store()``; with ``wait``, retried while Redis is away (a real-time job is not
+    run again by Celery: its final reply must not be lost to a short outage)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.2
+    while True:
+        try:
+            return store()
+        except (redis.ConnectionError, redis.TimeoutError):
+            if not wait or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def stream_rows(
@@ -135,7 +171,7 @@ def run(
                            controller=controller, reply_to=reply_to, correlation=correlation)
 
     return _answer(compute, request_id=request_id, controller=controller, reply_to=reply_to,
-                   correlation=correlation)
+                   correlation=correlation, info=_info(self, "twin.run", summary))
 
 
 @app.task(name="twin.call", **_RETRY)
@@ -152,4 +188,56 @@ def call(
     return _answer(lambda: {"status": "ok", "function": function,
                             "value": call_function(function, args)},
                    request_id=request_id, controller=controller, reply_to=reply_to,
-                   correlation=correlation)
+                   correlation=correlation, info=_info(self, "twin.call", f"call {function}"))
+
+
+def _info(task: Any, name: str, summary: str) -> dict[str, Any]:
+    """What ``jobs`` shows of a running job, and what ``stop`` needs to reach it."""
+    return {"task": name, "queue": task.request.delivery_info.get("routing_key") or "",
+            "summary": summary, "celery_id": task.request.id,
+            "worker": task.request.hostname or "", "worker_pid": os.getpid()}
+
+
+@app.task(name="twin.realtime", bind=True, acks_late=False, reject_on_worker_lost=False,
+          max_retries=0)
+def realtime(
+    self: Any,
+    request_id: str,
+    controller: str,
+    reply_to: str,
+    scenario: dict[str, Any],
+    correlation: str | None = None,
+    summary: str = "",
+) -> str:
+    """Run a real-time ``scenario`` until its ``time.stop`` or a ``stop`` command.
+
+    Acknowledged when it starts, and never run again by Celery: re-running would
+    replay simulated time the plant has already lived through. If its worker
+    dies, the ingress notices the missing heartbeat and answers ``runtime_error``.
+    """
+    info = _info(self, "twin.realtime", summary)
+    try:
+        sc = check_scenario(scenario)  # (checked by the ingress too: this cannot fail there)
+    except CodedError as exc:
+        error = exc
+
+        def refuse() -> dict[str, Any]:
+            raise error
+
+        return _answer(refuse, request_id=request_id, controller=controller,
+                       reply_to=reply_to, correlation=correlation, info=info)
+    assert sc.time is not None and sc.realtime is not None
+    info["inputs"] = settable_inputs(sc)
+    info.update(reply_to=reply_to, correlation=correlation)
+
+    def compute() -> dict[str, Any]:
+        steering = RedisSteering(board=_board(controller), outbox=outbox(),
+                                 request_id=request_id, reply_to=reply_to,
+                                 correlation=correlation, info=info)
+        try:
+            return run_realtime(sc, steering)
+        finally:
+            steering.close()
+
+    return _answer(compute, request_id=request_id, controller=controller, reply_to=reply_to,
+                   correlation=correlation, info=info)

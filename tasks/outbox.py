@@ -45,9 +45,11 @@ __all__ = ["Outbox", "Stored", "First", "outbox_stream"]
 #          answer finds its own claim (and the logical key its own reply)
 _APPEND_FN = """
 local function append(key, head, tail, is_data)
-  local existing = redis.call('HGET', KEYS[3], key)
-  if existing then
-    return {0, tonumber(existing)}
+  if key ~= '' then
+    local existing = redis.call('HGET', KEYS[3], key)
+    if existing then
+      return {0, tonumber(existing)}
+    end
   end
   local max = tonumber(ARGV[5])
   if max > 0 and redis.call('XLEN', KEYS[1]) >= max then
@@ -63,9 +65,11 @@ local function append(key, head, tail, is_data)
     end
   end
   local seq = redis.call('INCR', KEYS[2]) - 1
-  redis.call('HSET', KEYS[3], key, seq)
   redis.call('EXPIRE', KEYS[2], ARGV[4])
-  redis.call('EXPIRE', KEYS[3], ARGV[4])
+  if key ~= '' then
+    redis.call('HSET', KEYS[3], key, seq)
+    redis.call('EXPIRE', KEYS[3], ARGV[4])
+  end
   local extra = ''
   local lost = redis.call('HGET', KEYS[5], ARGV[1])
   if lost then
@@ -150,7 +154,10 @@ class Outbox:
         topic: str,
         correlation: str | None = None,
     ) -> Stored:
-        """Store one reply of ``request_id`` under logical ``key``; idempotent per key."""
+        """Store one reply of ``request_id`` under logical ``key``; idempotent per key.
+
+        ``key=""`` stores without a logical key (no bookkeeping per reply): for the
+        ``data`` of a real-time run, which is never run twice and may be endless."""
         head, tail = envelope_parts(request_id, controller, rtype, fields)
         new, seq = self._append(
             keys=self._keys(controller, request_id),

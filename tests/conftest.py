@@ -67,7 +67,8 @@ def stack_env(redis_server: Any, mqtt_server: Any, **extra: str) -> dict[str, st
 def stack(redis_server: Any, mqtt_server: Any, tmp_path_factory: Any) -> Iterator[Stack]:
     """Ingress and two worker processes, started as a user would, for one test module."""
     logs = tmp_path_factory.mktemp("stack-logs")
-    s = Stack(env=stack_env(redis_server, mqtt_server), workers=2, quiet=True, log_dir=logs)
+    s = Stack(env=stack_env(redis_server, mqtt_server), workers=2, realtime=0, quiet=True,
+              log_dir=logs)
     s.start(embedded_ok=False)
     try:
         s.wait_ready(timeout=60)

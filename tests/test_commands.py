@@ -70,9 +70,22 @@ def test_unknown_cmd_suggests_the_closest() -> None:
     assert "did you mean 'ping'" in err('{"id": "x", "cmd": "pnig"}').message
 
 
-def test_known_but_unavailable_command_is_not_permitted() -> None:
-    e = err('{"id": "x", "cmd": "stop"}')
-    assert e.code == "not_permitted" and e.path == "cmd"
+def test_stop_set_and_jobs_fields() -> None:
+    assert fields_err({"id": "x", "cmd": "stop"})[:2] == ("missing_argument", "target")
+    assert fields_err({"id": "x", "cmd": "stop", "target": "a b"})[:2] == (
+        "invalid_argument", "target")
+    assert fields_err({"id": "x", "cmd": "set", "target": "j"})[:2] == (
+        "missing_argument", "inputs")
+    assert fields_err({"id": "x", "cmd": "set", "target": "j", "inputs": {}})[:2] == (
+        "invalid_argument", "inputs")
+    assert fields_err({"id": "x", "cmd": "set", "target": "j", "inputs": [1]})[:2] == (
+        "invalid_argument", "inputs")
+    assert fields_err({"id": "x", "cmd": "jobs", "all": True})[:2] == (
+        "invalid_argument", "all")
+    parsed = parse_command(b'{"id": "x", "cmd": "set", "target": "j", "inputs": {"a.b": 1}}',
+                           max_bytes=MAX)
+    check_fields(parsed)
+    assert parsed.body == {"target": "j", "inputs": {"a.b": 1}}
 
 
 def test_run_fields() -> None:

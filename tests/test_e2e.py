@@ -118,12 +118,12 @@ def test_describe_lists_models_with_units(orch: Orchestrator) -> None:
             "inputs": {"pump.speed": 1450}}}, "invalid_scenario", "scenario.inputs"),
         (lambda rid: {**pump_run(rid), "scenario": {**pump_run(rid)["scenario"],
                                                      "mode": "realtime"}},
-         "not_permitted", "scenario.mode"),
+         "invalid_scenario", "scenario.time.step"),
         (lambda rid: pump_run(rid, instance="P-999"), "unknown_instance",
          "scenario.elements.pump.instance"),
     ],
     ids=["unknown-cmd", "no-cmd", "unknown-model", "missing-param", "param-out-of-range",
-         "misspelt-param", "run-without-scenario", "unfed-input", "mode-not-here",
+         "misspelt-param", "run-without-scenario", "unfed-input", "realtime-no-step",
          "unknown-instance"],
 )
 def test_bad_commands_get_their_code_and_path(

@@ -25,6 +25,9 @@ __all__ = ["Stack", "StackError", "resolve_services", "stop_process_groups"]
 
 log = logging.getLogger("twinctl.stack")
 
+FLOWER_TASKS_COLUMNS = "name,uuid,state,args,kwargs,received,runtime,worker"
+"""Flower's task list columns: its default leaves out args and kwargs."""
+
 
 class StackError(RuntimeError):
     """A part of the stack could not start; the message says which and why."""
@@ -96,6 +99,10 @@ class Stack:
     flower: bool = False
     flower_port: int = 5555
     pool: str = "prefork"
+    realtime: int = 0
+    """real-time job slots (a worker of their own on ``twin.realtime``; 0: none)"""
+    batch_nice: int = 5
+    """niceness added to the batch workers, so real-time ticks win the CPU"""
     quiet: bool = False
     log_dir: Path | None = None
     """with ``quiet``: write each part's output to ``log_dir/<part>.log``"""
@@ -116,13 +123,21 @@ class Stack:
         py = [sys.executable, "-m", "twinctl"]
         self._spawn("ingress", [*py, "ingress"])
         self._spawn("worker", [*py, "worker", "--concurrency", str(self.workers),
-                               "--pool", self.pool])
+                               "--pool", self.pool, "--nice", str(self.batch_nice)])
+        if self.realtime:
+            self._spawn("realtime-worker", [*py, "worker", "--queues", "twin.realtime",
+                                            "--concurrency", str(self.realtime)])
         if self.flower:
-            self._spawn("flower", [sys.executable, "-m", "celery", "-A", "tasks.app", "flower",
-                                   f"--port={self.flower_port}", "--address=127.0.0.1"])
+            flower = [sys.executable, "-m", "celery", "-A", "tasks.app", "flower",
+                      f"--port={self.flower_port}", "--address=127.0.0.1"]
+            if "FLOWER_TASKS_COLUMNS" not in {**os.environ, **self.env}:
+                # the task list shows the request id (args) and the summary (kwargs)
+                flower.append(f"--tasks_columns={FLOWER_TASKS_COLUMNS}")
+            self._spawn("flower", flower)
         if not self.quiet or self.log_dir is not None:
             print(f"twinctl: controller {settings.controller_id!r} on {settings.mqtt.url}, "
-                  f"Redis {settings.redis_url_safe}, {self.workers} worker process(es)"
+                  f"Redis {settings.redis_url_safe}, {self.workers} worker process(es), "
+                  f"{self.realtime} real-time slot(s)"
                   + (f", Flower on http://127.0.0.1:{self.flower_port}" if self.flower else ""),
                   flush=True)
 

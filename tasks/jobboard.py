@@ -1,0 +1,168 @@
+"""The jobs of a controller in Redis: what runs, stop requests, live inputs, heartbeats.
+
+The worker that runs a job registers it (:meth:`JobBoard.begin`) and removes it
+after its final reply (:meth:`JobBoard.end`); the ingress writes stop requests
+and input values that a running real-time job reads once per tick
+(:meth:`JobBoard.poll`, one pipelined round trip), whichever worker holds it;
+the process running it renews a heartbeat every second (:meth:`JobBoard.heartbeat`).
+Jobs still waiting are read from the Celery queues themselves, so queueing a job
+costs no bookkeeping.
+
+Keys (``{cid}`` is the controller id)::
+
+    twin:{cid}:jobs          hash request id -> JSON of a running job
+    twin:{cid}:steer:{id}    hash "stop" -> "1", "in:{element.port}" -> value (JSON)
+    twin:{cid}:alive         sorted set request id -> time (unix s) by which a running
+                             real-time job must renew its heartbeat, or it is lost
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+
+__all__ = ["JobBoard", "HEARTBEAT_MIN_S"]
+
+UNACKED = "unacked"
+"""kombu's Redis hash of messages delivered to a worker and not yet acknowledged."""
+
+HEARTBEAT_MIN_S = 5.0
+"""A running real-time job whose process has not renewed its heartbeat for this long is lost."""
+
+
+class JobBoard:
+    """Jobs of controller ``controller`` (used by the ingress and by the workers)."""
+
+    def __init__(self, client: redis.Redis, controller: str, *, ttl: int = 86_400) -> None:
+        self.redis = client
+        self.cid = controller
+        self.ttl = ttl
+        self.jobs_key = f"twin:{controller}:jobs"
+        self.alive_key = f"twin:{controller}:alive"
+
+    def steer_key(self, request_id: str) -> str:
+        return f"twin:{self.cid}:steer:{request_id}"
+
+    # ----- the worker's side ------------------------------------------------
+    def begin(self, request_id: str, info: dict[str, Any]) -> bool:
+        """Register a job as running; True if a stop was requested before it started.
+
+        The registration comes before the read of the stop flag (one transaction): a
+        ``stop`` either finds the job running or is seen here."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self.jobs_key, request_id, json.dumps(
+            {**info, "state": "running", "started": time.time()}))
+        pipe.hget(self.steer_key(request_id), "stop")
+        _, stop = pipe.execute()
+        return stop is not None
+
+    def get_stop(self, request_id: str) -> bool:
+        """Whether a stop was requested for ``request_id``."""
+        return bool(self.redis.hexists(self.steer_key(request_id), "stop"))
+
+    def progress(self, request_id: str, info: dict[str, Any]) -> None:
+        """Update a running job's entry (what ``jobs`` shows)."""
+        self.redis.hset(self.jobs_key, request_id, json.dumps(info))
+
+    def heartbeat(self, request_id: str) -> None:
+        """A running real-time job is alive: it must say so again within
+        :data:`HEARTBEAT_MIN_S`."""
+        self.redis.zadd(self.alive_key, {request_id: time.time() + HEARTBEAT_MIN_S})
+
+    def poll(self, request_id: str) -> tuple[bool, dict[str, float]]:
+        """The stop flag and input values of a running real-time job (one round trip).
+
+        A job whose entry was removed (declared lost by the ingress) is told to stop."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.steer_key(request_id))
+        pipe.hexists(self.jobs_key, request_id)
+        steer, registered = pipe.execute()
+        stop = b"stop" in steer or not registered
+        inputs = {k.decode()[3:]: float(json.loads(v)) for k, v in steer.items()
+                  if k.startswith(b"in:")}
+        return stop, inputs
+
+    def end(self, request_id: str) -> None:
+        """The job is over (its final reply is stored)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hdel(self.jobs_key, request_id)
+        pipe.zrem(self.alive_key, request_id)
+        pipe.delete(self.steer_key(request_id))
+        pipe.execute()
+
+    # ----- the ingress's side -------------------------------------------------
+    def running(self) -> dict[str, dict[str, Any]]:
+        found: dict[bytes, bytes] = self.redis.hgetall(self.jobs_key)  # type: ignore[assignment]
+        return {k.decode(): json.loads(v) for k, v in found.items()}
+
+    def get_running(self, request_id: str) -> dict[str, Any] | None:
+        raw = self.redis.hget(self.jobs_key, request_id)
+        return None if raw is None else dict(json.loads(raw))
+
+    def queued(self, queues: Iterable[str], *, limit: int = 10_000) -> list[dict[str, Any]]:
+        """This controller's jobs waiting in the Celery ``queues`` (oldest first)."""
+        out: list[dict[str, Any]] = []
+        for q in queues:
+            for raw in reversed(self.redis.lrange(q, 0, limit - 1)):  # LPUSH: newest first
+                job = _decode_message(raw, q)
+                if job is not None and job["controller"] == self.cid:
+                    out.append(job)
+        # taken by a worker (prefetched) but not started: kombu keeps them in "unacked"
+        for raw in self.redis.hvals(UNACKED):
+            try:
+                message, _, routing_key = json.loads(raw)
+            except (ValueError, TypeError):
+                continue
+            if routing_key not in queues:
+                continue
+            job = _decode_message(json.dumps(message), routing_key)
+            if job is not None and job["controller"] == self.cid:
+                out.append(job)
+        return out
+
+    def request_stop(self, request_id: str) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self.steer_key(request_id), "stop", "1")
+        pipe.expire(self.steer_key(request_id), self.ttl)
+        pipe.execute()
+
+    def set_inputs(self, request_id: str, values: dict[str, float]) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self.steer_key(request_id),
+                  mapping={f"in:{k}": json.dumps(v) for k, v in values.items()})
+        pipe.expire(self.steer_key(request_id), self.ttl)
+        pipe.execute()
+
+    def lost(self, now: float | None = None) -> list[str]:
+        """Running real-time jobs that missed their heartbeat."""
+        now = time.time() if now is None else now
+        found: list[bytes] = self.redis.zrangebyscore(self.alive_key, "-inf", now)  # type: ignore[assignment]
+        return [m.decode() for m in found]
+
+
+def _decode_message(raw: Any, queue: str) -> dict[str, Any] | None:
+    """A job from a kombu message in a Redis list, or None if it is not one of ours."""
+    try:
+        msg = json.loads(raw)
+        headers = msg.get("headers") or {}
+        body = msg["body"]
+        if msg.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args, kwargs, _ = json.loads(body)
+        task = str(headers.get("task", ""))
+        if not task.startswith("twin.") or len(args) < 3:
+            return None
+        job: dict[str, Any] = {"id": str(args[0]), "controller": str(args[1]),
+                               "task": task, "queue": queue, "state": "queued",
+                               "reply_to": str(args[2]), "summary": kwargs.get("summary", "")}
+        if task in ("twin.run", "twin.realtime") and len(args) > 3:
+            job["scenario"] = args[3]
+        return job
+    except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError):
+        return None
+
