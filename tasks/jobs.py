@@ -25,6 +25,7 @@ from scenario_builder import check_scenario, run_realtime, run_scenario, settabl
 from .app import app
 from .jobboard import JobBoard
 from .outbox import Outbox
+from .rtprio import realtime_priority
 from .steering import RedisSteering
 
 __all__ = ["run", "call", "realtime", "outbox"]
@@ -235,7 +236,10 @@ def realtime(
                                  request_id=request_id, reply_to=reply_to,
                                  correlation=correlation, info=info)
         try:
-            return run_realtime(sc, steering)
+            with realtime_priority() as priority:
+                result = run_realtime(sc, steering)
+            result["stats"]["priority"] = priority
+            return result
         finally:
             steering.close()
 
