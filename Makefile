@@ -20,6 +20,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	bash scripts/ensure-services.sh
+	bash scripts/ensure-chromium.sh
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
@@ -32,6 +33,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/e2e.py
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/outbox.py
+	$(BIN)/python bench/realtime.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
