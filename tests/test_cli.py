@@ -66,8 +66,10 @@ def test_send_exits_1_on_error_with_a_readable_line(up: Any, tmp_path: Any) -> N
         "pump": {"model": "CentrifugalPmp"}}}}))
     out = twinctl("send", str(path), env=env)
     assert out.returncode == 1
-    assert "error unknown_model at scenario.elements.pump.model" in out.stdout
-    assert "did you mean 'CentrifugalPump'" in out.stdout
+    # the error is one line on stderr: code, path, message
+    line, = (x for x in out.stderr.splitlines() if x.startswith("error "))
+    assert line.startswith("error unknown_model at scenario.elements.pump.model: ")
+    assert "did you mean 'CentrifugalPump'" in line
 
 
 def test_send_exits_2_on_timeout(up: Any) -> None:

@@ -1,20 +1,24 @@
 """``twinctl``: run the controller's parts, and talk to a controller.
 
-    twinctl up [--workers N] [--flower]   ingress + N worker processes (+ Flower)
+    twinctl up [--workers N] [--flower]   ingress + N batch worker processes, a real-time
+                                          worker (+ Flower)
     twinctl ingress                       the MQTT ingress alone
     twinctl worker [--concurrency N]      one Celery worker alone
-    twinctl send FILE|-                   send a command, print its replies
+    twinctl send FILE|- [--plot F] [--csv F]   send a command, print its replies
+    twinctl describe                      the controller's model library as tables
+    twinctl status                        the controllers online/offline, their queues
     twinctl demo                          start the stack, run a scenario, stop
 
 Settings come from ``TWIN_*`` environment variables (see :mod:`twinctl.settings`);
-a wrong one stops the command with one clear line.
+a wrong one stops the command with one clear line. ``send``, ``describe`` and
+``status`` take ``--json`` for scripts; ``TWIN_LOG_FORMAT=json`` makes the
+ingress's log lines JSON objects (:mod:`twinctl.logs`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import signal
 import socket
@@ -32,8 +36,16 @@ EXAMPLE = Path(__file__).resolve().parent / "examples" / "pump_line_tank.json"
 
 
 def _setup_logging(verbose: bool = False) -> None:
+    """Root logging: ``TWIN_LOG_LEVEL`` (INFO; DEBUG with ``-v``), ``TWIN_LOG_FORMAT``
+    ``text`` (default) or ``json`` (one JSON object per line, see :mod:`twinctl.logs`)."""
+    from .logs import configure, log_format
+
     level = os.environ.get("TWIN_LOG_LEVEL", "DEBUG" if verbose else "INFO").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        fmt = log_format()
+    except ValueError as exc:
+        raise SystemExit(f"twinctl: {exc}") from None
+    configure(level, fmt)
 
 
 def _wait_for_signal() -> None:
@@ -56,6 +68,8 @@ def cmd_ingress(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     queues = args.queues or "twin.short,twin.long"
+    if args.nice:
+        os.nice(args.nice)  # batch work yields the CPU to real-time workers
     argv = [sys.executable, "-m", "celery", "-A", "tasks.app", "worker",
             "--loglevel", os.environ.get("TWIN_LOG_LEVEL", "INFO"),
             "--queues", queues, "--pool", args.pool, "--concurrency", str(args.concurrency),
@@ -69,7 +83,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from .stack import Stack, StackError
 
     stack = Stack(env=dict(os.environ), workers=args.workers, flower=args.flower,
-                  flower_port=args.flower_port, pool=args.pool)
+                  flower_port=args.flower_port, pool=args.pool, realtime=args.realtime)
     try:
         stack.start()
         stack.wait_ready(timeout=args.ready_timeout)
@@ -91,42 +105,186 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         stack.stop()
 
 
-def _print_reply(reply: dict[str, Any], as_json: bool) -> None:
+def _print_reply(reply: dict[str, Any], as_json: bool,
+                 seen: list[dict[str, Any]] | None = None) -> None:
+    """One reply: a JSON line, or readable (a run's result as a table when ``seen``, the
+    replies so far, is given; an error as one line on stderr)."""
     if as_json:
         print(json.dumps(reply), flush=True)
         return
-    kind = reply.get("type")
-    if kind == "error":
-        where = f" at {reply['path']}" if reply.get("path") else ""
-        print(f"error {reply.get('code')}{where}: {reply.get('message')}", flush=True)
-    else:
-        print(json.dumps(reply, indent=2), flush=True)
+    from . import display
+
+    if seen is not None:
+        seen.append(reply)
+    series = display.collect_series(seen) if seen and reply.get("type") == "result" else None
+    display.print_reply(reply, display.make_console(), series=series,
+                        err=display.make_console(stderr=True))
+
+
+def _read_command(source: str) -> dict[str, Any] | str:
+    """The command in ``source`` (a file or ``-``), or a one-line complaint."""
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text("utf-8")
+        command = json.loads(text)
+    except OSError as exc:
+        return f"cannot read {source}: {exc.strerror}"
+    except ValueError as exc:
+        return f"{source} is not JSON: {exc}"
+    if not isinstance(command, dict):
+        return "the command must be a JSON object"
+    return command
 
 
 def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
+    """Send a command; print its replies; exit 0 on a result, 1 on an error, 2 on a
+    timeout (no reply for ``--timeout`` seconds: each reply restarts it)."""
+    import contextlib
+    import uuid
+
+    from . import display
     from .client import send_command
+    from .mqttconn import MqttError
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `twinctl send … | head` ends quietly
+    command = _read_command(args.file)
+    if isinstance(command, str):
+        print(f"twinctl send: {command}", file=sys.stderr)
+        return 1
+    command.setdefault("id", f"cli-{uuid.uuid4().hex[:12]}")
+    span = display.run_span(command)
+    if args.plot and span.mode == "static":
+        print("twinctl send: --plot draws a time series, and a static run gives one value "
+              "per output: use --csv for them", file=sys.stderr)
+        return 1
+    units = display.output_units(command)
+    out, err = display.make_console(), display.make_console(stderr=True)
+    progress = None
+    if span.timed and not args.json and sys.stderr.isatty():
+        progress = display.RunProgress(span, err)
+    seen: list[dict[str, Any]] = []
+
+    def show(reply: dict[str, Any]) -> None:
+        if args.json:
+            print(json.dumps(reply), flush=True)
+            return
+        series = None
+        if reply.get("type") == "result" and span.mode is not None:
+            series = display.collect_series(seen)
+        display.print_reply(reply, out, series=series, units=units, err=err)
+
+    def on_reply(reply: dict[str, Any]) -> None:
+        seen.append(reply)
+        if progress is not None:
+            progress.update(reply)  # the replies are printed when the bar is done
+        else:
+            show(reply)
 
     try:
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
-        command = json.loads(text)
-    except OSError as exc:
-        print(f"twinctl send: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-        return 1
-    except ValueError as exc:
-        print(f"twinctl send: {args.file} is not JSON: {exc}", file=sys.stderr)
-        return 1
-    if not isinstance(command, dict):
-        print("twinctl send: the command must be a JSON object", file=sys.stderr)
-        return 1
-    exchange = send_command(settings, command, timeout=args.timeout,
-                            on_reply=lambda r: _print_reply(r, args.json))
+        with progress or contextlib.nullcontext():
+            exchange = send_command(settings, command, timeout=args.timeout, on_reply=on_reply)
+    except MqttError as exc:
+        print(f"twinctl send: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("twinctl send: interrupted", file=sys.stderr)
+        return 130
+    if progress is not None:  # the bar showed the data; now the other replies
+        for reply in seen:
+            if reply.get("type") != "data":
+                show(reply)
     final = exchange.final
     if final is None:
-        print(f"twinctl send: no final reply within {args.timeout:g} s", file=sys.stderr)
+        after = f" after the last of {len(seen)} replies" if seen else ""
+        print(f"twinctl send: no final reply within {args.timeout:g} s{after}",
+              file=sys.stderr)
         return 2
-    return 1 if final.get("type") == "error" else 0
+    if final.get("type") == "error":
+        return 1
+    if args.csv or args.plot:
+        return _write_series(args, display.collect_series(exchange.replies), command, units)
+    return 0
+
+
+def _write_series(args: argparse.Namespace, series: Any, command: dict[str, Any],
+                  units: dict[str, str]) -> int:
+    from . import display
+
+    if series is None:
+        print("twinctl send: the final reply has no values to write (only a run's result "
+              "has them)", file=sys.stderr)
+        return 1
+    if args.csv:
+        try:
+            rows = display.write_csv(args.csv, series)
+        except OSError as exc:
+            print(f"twinctl send: cannot write {args.csv}: {exc.strerror}", file=sys.stderr)
+            return 1
+        if not args.json:
+            print(f"twinctl send: wrote {rows} row(s) to {args.csv}", file=sys.stderr)
+    if args.plot:
+        try:
+            display.plot_series(args.plot, series, title=str(command["id"]), units=units)
+        except display.StaticPlotError as exc:
+            print(f"twinctl send: --plot: {exc}", file=sys.stderr)
+            return 1
+        except (OSError, ValueError) as exc:
+            print(f"twinctl send: cannot write {args.plot}: {exc}", file=sys.stderr)
+            return 1
+        if not args.json:
+            print(f"twinctl send: plotted {len(series.values)} output(s) to {args.plot}",
+                  file=sys.stderr)
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace, settings: Settings) -> int:
+    """Ask the controller to ``describe`` itself; print its libraries as tables."""
+    from . import display
+    from .client import send_command
+    from .mqttconn import MqttError
+
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        exchange = send_command(settings, {"cmd": "describe"}, timeout=args.timeout)
+    except MqttError as exc:
+        print(f"twinctl describe: {exc}", file=sys.stderr)
+        return 2
+    final = exchange.final
+    if final is None:
+        print(f"twinctl describe: no reply from {settings.controller_id} within "
+              f"{args.timeout:g} s", file=sys.stderr)
+        return 2
+    if final.get("type") == "error":
+        print(display.error_line(final), file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(final), flush=True)
+    else:
+        display.print_description(final, display.make_console())
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    """The retained status of every controller under the prefix: online or offline,
+    queue depths, outbox size. Exits 1 when none has published one."""
+    from . import display
+    from .client import read_status
+    from .mqttconn import MqttError
+
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        statuses = read_status(settings, wait=args.wait)
+    except MqttError as exc:
+        print(f"twinctl status: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(statuses), flush=True)
+    elif statuses:
+        display.make_console().print(display.status_table(statuses))
+    if not statuses:
+        print(f"twinctl status: no controller status on {settings.mqtt_prefix}/+/status "
+              f"within {args.wait:g} s", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -142,8 +300,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         stack.wait_ready(timeout=120)
         command = json.loads(EXAMPLE.read_text("utf-8"))
         print(f"twinctl demo: sending {EXAMPLE.name} to {stack.settings.cmd_topic}", flush=True)
+        seen: list[dict[str, Any]] = []
         exchange = send_command(stack.settings, command, timeout=60,
-                                on_reply=lambda r: _print_reply(r, False))
+                                on_reply=lambda r: _print_reply(r, False, seen))
         final = exchange.final
         if final is None:
             print("twinctl demo: no result within 60 s", file=sys.stderr)
@@ -173,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     up.add_argument("--flower", action="store_true", help="also run Flower")
     up.add_argument("--flower-port", type=int, default=5555)
+    up.add_argument("--realtime", type=int, default=2,
+                    help="real-time job slots: a worker of their own (default 2; 0: none)")
     up.add_argument("--pool", default="prefork", choices=("prefork", "solo", "threads"))
     up.add_argument("--ready-timeout", type=float, default=120.0)
     up.set_defaults(func=cmd_up)
@@ -183,14 +344,37 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", "-c", type=int, default=2)
     worker.add_argument("--pool", default="prefork", choices=("prefork", "solo", "threads"))
     worker.add_argument("--queues", "-Q", default=None,
-                        help="comma-separated queues (default twin.short,twin.long)")
+                        help="comma-separated queues (default twin.short,twin.long; "
+                             "twin.realtime for a real-time worker)")
+    worker.add_argument("--nice", type=int, default=0,
+                        help="raise the worker's niceness by N (batch workers beside "
+                             "real-time ones)")
     worker.set_defaults(func=cmd_worker)
 
     send = sub.add_parser("send", help="send a command and print its replies")
     send.add_argument("file", help="a JSON command file, or - for standard input")
-    send.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (30)")
+    send.add_argument("--timeout", type=float, default=30.0,
+                      help="seconds to wait for the next reply; each reply restarts it, so "
+                           "a run that keeps sending data never times out (30)")
     send.add_argument("--json", action="store_true", help="print each reply as one JSON line")
+    send.add_argument("--plot", metavar="FILE",
+                      help="draw the run's series into a PNG (one subplot per unit)")
+    send.add_argument("--csv", metavar="FILE",
+                      help="write the run's series as CSV (t, then one column per output)")
     send.set_defaults(func=cmd_send)
+
+    describe = sub.add_parser("describe", help="the controller's models, functions, "
+                                               "instances and templates as tables")
+    describe.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (30)")
+    describe.add_argument("--json", action="store_true", help="print the raw description")
+    describe.set_defaults(func=cmd_describe)
+
+    status = sub.add_parser("status", help="the controllers online/offline, their queues")
+    status.add_argument("--wait", type=float, default=1.5,
+                        help="seconds to listen for the retained statuses (1.5)")
+    status.add_argument("--json", action="store_true",
+                        help="print {controller: status} as one JSON object")
+    status.set_defaults(func=cmd_status)
 
     docs = sub.add_parser("docs", help="write the model and function library reference")
     docs.add_argument("--out", default="docs/models.md")

@@ -1,10 +1,15 @@
 """A small orchestrator: send one command over MQTT and collect its replies.
 
-Used by ``twinctl send`` and ``twinctl demo``. Replies are de-duplicated by
+Used by ``twinctl send``, ``describe`` and ``demo``. Replies are de-duplicated by
 ``(id, seq)``; one controller's publisher sends them in ``seq`` order (a
 reused id continues its old ``seq``, so the first one seen need not be 0). The
 command is final at a
-``result``, ``error``, ``pong`` or ``description``.
+``result``, ``error``, ``pong`` or ``description``. The timeout is the longest
+wait for the *next* reply: every reply restarts it, so a long dynamic run that
+streams ``data`` or a realtime run does not time out while rows keep arriving.
+
+:func:`read_status` reads the retained ``{prefix}/+/status`` of every controller
+(``twinctl status``).
 """
 
 from __future__ import annotations
@@ -21,11 +26,10 @@ import paho.mqtt.client as mqtt
 
 from tasks.replies import FINAL_TYPES
 
-from .mqttconn import MqttConnection, negotiate_protocol
+from .mqttconn import MqttConnection, MqttError, negotiate_protocol
 from .settings import Settings
 
-__all__ = ["Exchange", "send_command", "FINAL_TYPES"]
-
+__all__ = ["Exchange", "send_command", "read_status", "FINAL_TYPES"]
 
 
 @dataclass
@@ -48,7 +52,11 @@ def send_command(
     timeout: float = 30.0,
     on_reply: Callable[[dict[str, Any]], None] | None = None,
 ) -> Exchange:
-    """Publish ``command`` (an ``id`` is added if missing) and wait for its final reply."""
+    """Publish ``command`` (an ``id`` is added if missing) and wait for its final reply.
+
+    ``timeout`` is the longest wait for the next reply (each reply restarts it);
+    ``on_reply`` is called (in the MQTT thread) for each new reply, in arrival order.
+    """
     command = dict(command)
     command.setdefault("id", f"cli-{uuid.uuid4().hex[:12]}")
     rid = str(command["id"])
@@ -56,6 +64,7 @@ def send_command(
     seen: set[int] = set()
     done = threading.Event()
     lock = threading.Lock()
+    last_reply = [time.monotonic()]
 
     def on_message(msg: mqtt.MQTTMessage) -> None:
         try:
@@ -63,6 +72,7 @@ def send_command(
         except ValueError:
             return
         with lock:
+            last_reply[0] = time.monotonic()
             seq = reply.get("seq")
             if not isinstance(seq, int) or seq in seen:
                 return  # a duplicate from at-least-once delivery
@@ -89,8 +99,53 @@ def send_command(
             exchange.timed_out = True
             return exchange
         conn.publish(settings.cmd_topic, json.dumps(command), qos=1)
-        deadline = time.monotonic() + timeout
-        exchange.timed_out = not done.wait(max(0.0, deadline - time.monotonic()))
+        last_reply[0] = time.monotonic()
+        while not done.is_set():
+            left = last_reply[0] + timeout - time.monotonic()  # restarted by each reply
+            if left <= 0:
+                exchange.timed_out = True
+                break
+            done.wait(left)
     finally:
         conn.stop()
     return exchange
+
+
+def read_status(settings: Settings, *, wait: float = 1.5) -> dict[str, dict[str, Any]]:
+    """The retained status of every controller under ``{prefix}/+/status``, by controller id.
+
+    Listens ``wait`` seconds after the subscription is confirmed (the broker sends
+    the retained messages right after it). Raises :class:`MqttError` when the broker
+    cannot be reached.
+    """
+    topic = f"{settings.mqtt_prefix}/+/status"
+    statuses: dict[str, dict[str, Any]] = {}
+    lock = threading.Lock()
+
+    def on_message(msg: mqtt.MQTTMessage) -> None:
+        try:
+            status = json.loads(msg.payload)
+        except ValueError:
+            return
+        if isinstance(status, dict):
+            with lock:
+                statuses[msg.topic.split("/")[-2]] = status
+
+    protocol = settings.mqtt_protocol
+    if protocol == "auto":
+        protocol = negotiate_protocol(settings.mqtt)
+    subscribed = threading.Event()
+    conn = MqttConnection(
+        endpoint=settings.mqtt, client_id=f"twinctl-status-{uuid.uuid4().hex[:8]}",
+        protocol=protocol, persistent=False, subscriptions=[(topic, 1)], on_message=on_message,
+    )
+    conn.client.on_subscribe = lambda *a: subscribed.set()
+    conn.start()
+    try:
+        if not conn.wait_connected(10.0) or not subscribed.wait(5.0):
+            raise MqttError(f"could not subscribe to {topic} on {settings.mqtt.url}")
+        time.sleep(wait)
+    finally:
+        conn.stop()
+    with lock:
+        return dict(sorted(statuses.items()))

@@ -1,0 +1,524 @@
+"""What ``twinctl`` shows a person: tables, a run's progress, its series as CSV or a plot.
+
+Every function here works on plain reply dicts (as they arrive over MQTT) and
+does no I/O other than writing to the console or file it is given, so each is
+tested without a controller.
+
+- :func:`run_span`: a command's mode and simulated time span (for the progress bar);
+- :class:`RunProgress`: a rich progress bar (dynamic, realtime until ``time.stop``)
+  or a spinner with the simulated time and rows (open-ended realtime), driven by
+  the replies;
+- :func:`collect_series`: the series of a run from its ``data`` replies and its
+  ``result`` (a dynamic result's ``t``/``values`` columns, or a streamed or
+  realtime run's chunks); a static result's values as one row;
+- :func:`write_csv`, :func:`plot_series`: that series to CSV, or to a PNG
+  (matplotlib's Agg backend: one subplot per unit);
+- :func:`error_line`, :func:`print_reply`, :func:`print_description`,
+  :func:`status_table`: the readable forms of replies, ``describe`` and ``status``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+__all__ = [
+    "RunProgress", "Series", "Span", "collect_series", "error_line", "make_console",
+    "output_units", "plot_series", "print_description", "print_reply", "run_span",
+    "status_table", "write_csv",
+]
+
+
+# ----- what a command will do ---------------------------------------------------
+@dataclass(frozen=True)
+class Span:
+    """A command's mode (``None``: not a run) and simulated time span (``stop`` may be open)."""
+
+    mode: str | None
+    start: float = 0.0
+    stop: float | None = None
+
+    @property
+    def timed(self) -> bool:
+        return self.mode in ("dynamic", "realtime")
+
+
+def _scenario(command: dict[str, Any]) -> dict[str, Any] | None:
+    """The scenario a ``run`` command asks for (a template is expanded locally), or None."""
+    if command.get("cmd") != "run":
+        return None
+    if isinstance(command.get("scenario"), dict):
+        scenario: dict[str, Any] = command["scenario"]
+        return scenario
+    if "template" in command:
+        try:
+            from scenario_builder import expand_template
+
+            return expand_template(command["template"], command.get("args", {}))
+        except Exception:  # noqa: BLE001  (the controller will say what is wrong)
+            return None
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def run_span(command: dict[str, Any]) -> Span:
+    """Mode and ``time.start``/``time.stop`` of a ``run`` command (``Span(None)`` otherwise)."""
+    scenario = _scenario(command)
+    if scenario is None:
+        return Span(None)
+    mode = scenario.get("mode", "static")
+    raw_time = scenario.get("time")
+    time: dict[str, Any] = raw_time if isinstance(raw_time, dict) else {}
+    start = _number(time.get("start", 0.0))
+    return Span(mode if isinstance(mode, str) else None,
+                0.0 if start is None else start, _number(time.get("stop")))
+
+
+def output_units(command: dict[str, Any]) -> dict[str, str]:
+    """``{"element.port": unit}`` for the output ports of a run's elements, from the
+    local model library (used to group a plot's curves; empty where unknown)."""
+    scenario = _scenario(command)
+    elements = scenario.get("elements") if scenario else None
+    if not isinstance(elements, dict):
+        return {}
+    try:
+        from modellib import describe_models
+
+        models = describe_models()
+    except Exception:  # noqa: BLE001  (units only label a plot)
+        return {}
+    units: dict[str, str] = {}
+    for name, element in elements.items():
+        model = models.get(str(element.get("model"))) if isinstance(element, dict) else None
+        for port in (model or {}).get("outputs", []):
+            units[f"{name}.{port['name']}"] = str(port.get("unit", ""))
+    return units
+
+
+# ----- the series of a run ------------------------------------------------------
+@dataclass
+class Series:
+    """Columns of a run's result: ``t`` and one list per output (``t`` is None for a
+    static result, whose columns then hold one value each)."""
+
+    t: list[float] | None
+    values: dict[str, list[Any]]
+
+    @property
+    def rows(self) -> int:
+        if self.t is not None:
+            return len(self.t)
+        return 1 if self.values else 0
+
+
+def _seq(reply: dict[str, Any]) -> float:
+    seq = reply.get("seq")
+    return seq if isinstance(seq, int) else math.inf
+
+
+def collect_series(replies: Iterable[dict[str, Any]]) -> Series | None:
+    """The series of a run from its replies (any order; sorted by ``seq``).
+
+    ``data`` replies (``t`` and ``values`` columns, chunked or realtime) come
+    first, then a dynamic ``result``'s own ``t``/``values``; an output missing
+    from some chunk is padded with None. A static result (``values`` of single
+    numbers) gives one row with ``t`` None. None when there is nothing to collect.
+    """
+    ordered = sorted(replies, key=_seq)
+    t: list[float] = []
+    columns: dict[str, list[Any]] = {}
+
+    def extend(times: Any, values: Any) -> None:
+        if not isinstance(times, list):
+            return
+        n = len(times)
+        values = values if isinstance(values, dict) else {}
+        for name, column in values.items():
+            if name not in columns:
+                columns[name] = [None] * len(t)
+            part = column if isinstance(column, list) else [column] * n
+            columns[name].extend((part + [None] * n)[:n])
+        for name, column in columns.items():
+            if name not in values:
+                column.extend([None] * n)
+        t.extend(times)
+
+    result = None
+    for reply in ordered:
+        if reply.get("type") == "data":
+            extend(reply.get("t"), reply.get("values"))
+        elif reply.get("type") == "result":
+            result = reply
+            break
+    if result is not None and isinstance(result.get("t"), list):
+        extend(result["t"], result.get("values"))
+    if t or columns:
+        return Series(t, columns)
+    values = result.get("values") if result is not None else None
+    if isinstance(values, dict) and values:
+        return Series(None, {name: [value] for name, value in values.items()})
+    return None
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, int | str | bool):
+        return str(value)
+    return json.dumps(value)
+
+
+def write_csv(path: str | Path, series: Series) -> int:
+    """Write ``series`` as CSV (``t`` then one column per output; a static result: one
+    row of values, no ``t``); return the number of data rows written."""
+    names = list(series.values)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f)
+        if series.t is None:
+            out.writerow(names)
+            out.writerow([_cell(series.values[name][0]) for name in names])
+            return 1
+        out.writerow(["t", *names])
+        for i, t in enumerate(series.t):
+            out.writerow([_cell(t), *(_cell(series.values[name][i]) for name in names)])
+    return len(series.t)
+
+
+def _floats(values: Sequence[Any]) -> list[float]:
+    out = []
+    for value in values:
+        number = _number(value)
+        out.append(math.nan if number is None else number)
+    return out
+
+
+class StaticPlotError(ValueError):
+    """A static result has no time series to plot."""
+
+
+def plot_series(path: str | Path, series: Series, *, title: str,
+                units: dict[str, str] | None = None) -> None:
+    """Draw ``series`` against time into ``path`` (PNG, or SVG/PDF by the suffix) with
+    matplotlib's Agg backend: one subplot per unit (outputs of unknown unit get one
+    each), x = time in s, ``title`` on top. A static series raises :class:`StaticPlotError`."""
+    if series.t is None:
+        raise StaticPlotError("a static result has one value per output, not a time series: "
+                              "there is nothing to plot (--csv writes the values)")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    units = units or {}
+    groups: dict[str, list[str]] = {}
+    for name in series.values:
+        unit = units.get(name)
+        groups.setdefault(f"[{unit}]" if unit else name, []).append(name)
+    if not groups:
+        groups = {"": []}
+    fig = Figure(figsize=(9.0, 1.0 + 2.4 * len(groups)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(groups), 1, sharex=True, squeeze=False)[:, 0]
+    t = _floats(series.t)
+    for ax, (label, names) in zip(axes, groups.items(), strict=True):
+        for name in names:
+            ax.plot(t, _floats(series.values[name]), label=name)
+        ax.set_ylabel(label if label.startswith("[") or not names else names[0])
+        ax.grid(True, alpha=0.3)
+        if names:
+            ax.legend(loc="best", fontsize="small")
+    axes[-1].set_xlabel("time [s]")
+    fig.suptitle(title)
+    fig.savefig(str(path), dpi=100)
+
+
+# ----- progress -----------------------------------------------------------------
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+class RunProgress:
+    """A run's progress on ``console`` (stderr), driven by its replies.
+
+    With a ``time.stop``: a bar of simulated time from ``time.start`` to
+    ``time.stop``. Without (an open-ended realtime run): a spinner with the
+    simulated time and the rows so far. Use as a context manager; :meth:`update`
+    with each reply (thread-safe: rich's Progress takes a lock).
+    """
+
+    def __init__(self, span: Span, console: Console) -> None:
+        self.span = span
+        self.rows = 0
+        self.t: float | None = None
+        self.state = "sent"
+        total = None if span.stop is None else max(span.stop - span.start, 0.0)
+        columns: list[ProgressColumn] = [SpinnerColumn(), TextColumn("{task.description:<10}")]
+        if total is not None:
+            columns += [BarColumn(), TaskProgressColumn(),
+                        TextColumn(f"t = {{task.fields[t]}} / {_fmt(span.stop)} s")]
+        else:
+            columns += [TextColumn("t = {task.fields[t]} s")]
+        columns += [TextColumn("{task.fields[rows]} rows"), TimeElapsedColumn()]
+        # stdout stays ours: replies printed there must not be routed to stderr
+        self.progress = Progress(*columns, console=console, redirect_stdout=False,
+                                 redirect_stderr=False)
+        self.task = self.progress.add_task(self.state, total=total, t="-", rows=0)
+
+    def __enter__(self) -> RunProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.progress.stop()
+
+    @property
+    def total(self) -> float | None:
+        return self.progress.tasks[0].total
+
+    @property
+    def completed(self) -> float:
+        return self.progress.tasks[0].completed
+
+    def _advance_to(self, times: Any) -> None:
+        if isinstance(times, list) and times:
+            self.rows += len(times)
+            last = _number(times[-1])
+            if last is not None:
+                self.t = last
+
+    def update(self, reply: dict[str, Any]) -> None:
+        kind = reply.get("type")
+        finished = False
+        if kind == "ack":
+            self.state = f"queued on {reply['queue']}" if reply.get("queue") else "queued"
+        elif kind == "data":
+            self.state = "running"
+            self._advance_to(reply.get("t"))
+        elif kind == "result":
+            self._advance_to(reply.get("t"))
+            self.state = str(reply.get("status", "done"))
+            finished = self.state in ("ok", "completed")
+        elif kind == "error":
+            self.state = f"error {reply.get('code', '')}".strip()
+        fields: dict[str, Any] = {"description": self.state, "t": _fmt(self.t), "rows": self.rows}
+        total = self.total
+        if total is not None:
+            if finished:
+                fields["completed"] = total
+            elif self.t is not None:
+                fields["completed"] = min(max(self.t - self.span.start, 0.0), total)
+        self.progress.update(self.task, **fields)
+
+
+# ----- readable replies -------------------------------------------------------
+def make_console(file: IO[str] | None = None, *, stderr: bool = False) -> Console:
+    """A console on ``file`` (stdout) or stderr; not a terminal: no colour, and the width
+    from ``COLUMNS`` or 160, so piped tables are not squeezed to 80 columns."""
+    stream = file or (sys.stderr if stderr else sys.stdout)
+    width = None
+    if not stream.isatty():
+        width = int(os.environ.get("COLUMNS", "0") or 0) or 160
+    return Console(file=stream, width=width, highlight=False, markup=False)
+
+
+def error_line(reply: dict[str, Any]) -> str:
+    """``error <code> at <path>: <message>`` (+ the hint), on one line."""
+    where = f" at {reply['path']}" if reply.get("path") else ""
+    line = f"error {reply.get('code')}{where}: {reply.get('message')}"
+    if reply.get("hint"):
+        line += f" (hint: {reply['hint']})"
+    return " ".join(line.split())
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = _cell(value) if not isinstance(value, float) else f"{value:.6g}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _summary_table(series: Series, units: dict[str, str]) -> Table:
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("output")
+    table.add_column("unit")
+    if series.t is None:
+        table.add_column("value", justify="right")
+        for name, column in series.values.items():
+            table.add_row(Text(name), Text(units.get(name, "")), Text(_short(column[0])))
+        return table
+    for head in ("first", "last", "min", "max"):
+        table.add_column(head, justify="right")
+    for name, column in series.values.items():
+        numbers = [v for v in _floats(column) if not math.isnan(v)]
+        row = [f"{numbers[0]:.6g}", f"{numbers[-1]:.6g}", f"{min(numbers):.6g}",
+               f"{max(numbers):.6g}"] if numbers else ["-"] * 4
+        table.add_row(Text(name), Text(units.get(name, "")), *(Text(c) for c in row))
+    return table
+
+
+def print_reply(reply: dict[str, Any], console: Console, *, series: Series | None = None,
+                units: dict[str, str] | None = None, err: Console | None = None) -> None:
+    """One reply for a person: an error as one line (on ``err``), an ack or a data chunk as
+    one line, a run's result as a table of its outputs, anything else as indented JSON."""
+    kind = reply.get("type")
+    if kind == "error":
+        (err or console).print(Text(error_line(reply)), soft_wrap=True)
+        return
+    if kind == "ack":
+        queue = f": queued on {reply['queue']}" if reply.get("queue") else ""
+        console.print(Text(f"ack {reply.get('id')}{queue}"))
+        return
+    if kind == "data":
+        raw_times = reply.get("t")
+        times: list[Any] = raw_times if isinstance(raw_times, list) else []
+        chunk = f" chunk {reply['chunk']}" if "chunk" in reply else ""
+        span = f", t = {_fmt(_number(times[0]))} … {_fmt(_number(times[-1]))} s" if times else ""
+        console.print(Text(f"data{chunk}: {len(times)} rows{span}"))
+        return
+    if kind == "result" and series is not None:
+        head = f"result {reply.get('id')}: {reply.get('status', 'ok')}"
+        if series.t:
+            head += (f", {len(series.t)} rows, t = {_fmt(_number(series.t[0]))} … "
+                     f"{_fmt(_number(series.t[-1]))} s")
+        console.print(Text(head))
+        console.print(_summary_table(series, units or {}))
+        for key in ("post", "stats"):
+            if isinstance(reply.get(key), dict) and reply[key]:
+                items = ", ".join(f"{k} = {_short(v, 60)}" for k, v in reply[key].items())
+                console.print(Text(f"{key}: {items}"), soft_wrap=True)
+        if reply.get("warnings"):
+            console.print(Text(f"warnings: {'; '.join(map(str, reply['warnings']))}"),
+                          soft_wrap=True)
+        return
+    console.print(Text(json.dumps(reply, indent=2)), soft_wrap=True)
+
+
+# ----- describe -------------------------------------------------------------------
+def _var(entry: dict[str, Any], *, default: bool = True) -> str:
+    text = str(entry.get("name", "?"))
+    if entry.get("unit") not in (None, ""):
+        text += f" [{entry['unit']}]"
+    if default and "default" in entry:
+        text += f" = {_short(entry['default'], 40)}"
+    return text
+
+
+def _lines(entries: Any, *, default: bool = True) -> Text:
+    if isinstance(entries, dict):  # {name: spec}
+        entries = [{"name": k, **(v if isinstance(v, dict) else {})} for k, v in entries.items()]
+    if not isinstance(entries, list):
+        return Text("")
+    return Text("\n".join(_var(e, default=default) for e in entries if isinstance(e, dict)))
+
+
+def _first_sentence(text: Any, limit: int = 200) -> str:
+    """The first sentence of a description (the whole one is in ``--json`` and the docs)."""
+    text = " ".join(str(text or "").split())
+    end = text.find(". ")
+    text = text if end < 0 else text[: end + 1]
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def description_tables(description: dict[str, Any]) -> list[Table]:
+    """Tables of a ``description`` reply: models, functions, instances, templates."""
+    tables = []
+    models = Table(title="Models", show_lines=True)
+    models.add_column("model", no_wrap=True)
+    models.add_column("description", min_width=20, max_width=50)
+    for head in ("parameters", "inputs", "outputs", "states"):  # as wide as their names
+        models.add_column(head, overflow="fold")
+    for name, m in (description.get("models") or {}).items():
+        models.add_row(Text(name), Text(_first_sentence(m.get("description"))),
+                       _lines(m.get("parameters")), _lines(m.get("inputs")),
+                       _lines(m.get("outputs"), default=False), _lines(m.get("states")))
+    tables.append(models)
+
+    functions = Table(title="Functions", show_lines=True, expand=True)
+    functions.add_column("function", no_wrap=True)
+    functions.add_column("description", ratio=3)
+    functions.add_column("arguments", ratio=2)
+    for name, f in (description.get("functions") or {}).items():
+        functions.add_row(Text(name), Text(str(f.get("description", ""))),
+                          _lines(f.get("arguments")))
+    tables.append(functions)
+
+    instances = Table(title="Instances", expand=True)
+    instances.add_column("instance", no_wrap=True)
+    instances.add_column("model", no_wrap=True)
+    instances.add_column("description", ratio=2)
+    instances.add_column("parameters", ratio=2)
+    for iid, inst in (description.get("instances") or {}).items():
+        raw_params = inst.get("params")
+        params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
+        instances.add_row(Text(iid), Text(str(inst.get("model", ""))),
+                          Text(str(inst.get("description", ""))),
+                          Text(", ".join(f"{k} = {_short(v, 40)}" for k, v in params.items())))
+    tables.append(instances)
+
+    templates = Table(title="Templates", show_lines=True, expand=True)
+    templates.add_column("template", no_wrap=True)
+    templates.add_column("mode", no_wrap=True)
+    templates.add_column("description", ratio=3)
+    templates.add_column("arguments", ratio=2)
+    for name, tpl in (description.get("templates") or {}).items():
+        templates.add_row(Text(name), Text(str(tpl.get("mode", ""))),
+                          Text(str(tpl.get("description", ""))), _lines(tpl.get("args")))
+    tables.append(templates)
+    return tables
+
+
+def print_description(description: dict[str, Any], console: Console) -> None:
+    for table in description_tables(description):
+        console.print(table)
+        console.print()
+
+
+# ----- status -----------------------------------------------------------------------
+def status_table(statuses: dict[str, dict[str, Any]]) -> Table:
+    """One row per controller: state, group, protocol, version, each queue's depth, the
+    outbox, and when the status was published."""
+    queues = sorted({q for s in statuses.values() if isinstance(s.get("queues"), dict)
+                     for q in s["queues"]})
+    table = Table(title="Controllers")
+    for head in ("controller", "state", "group", "protocol", "version"):
+        table.add_column(head, no_wrap=True)
+    for q in queues:
+        table.add_column(q, justify="right")
+    table.add_column("outbox", justify="right")
+    table.add_column("since", no_wrap=True)
+    for cid, s in statuses.items():
+        state = str(s.get("state", "?"))
+        raw_depths = s.get("queues")
+        depths: dict[str, Any] = raw_depths if isinstance(raw_depths, dict) else {}
+        table.add_row(
+            Text(cid), Text(state, style="green" if state == "online" else "red"),
+            *(Text(str(s.get(k, "-"))) for k in ("group", "protocol", "version")),
+            *(Text(str(depths.get(q, "-"))) for q in queues),
+            Text(str(s.get("outbox", "-"))), Text(str(s.get("ts", "-"))),
+        )
+    return table
