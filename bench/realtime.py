@@ -46,6 +46,7 @@ from twinctl.stack import Stack  # noqa: E402
 
 HZ = 100
 PLOT = ROOT / "docs" / "realtime-lateness.png"
+RESULTS = ROOT / "bench" / "results" / "realtime.json"
 
 
 def realtime_command(rid: str, seconds: float) -> dict[str, Any]:
@@ -160,28 +161,35 @@ def run_case(redis_srv: Any, mqtt_srv: Any, case: int, *, seconds: float, load: 
 
 
 def plot(cases: list[tuple[str, dict[str, Any]]]) -> None:
+    """The share of ticks later than x, per case (log-log): p99 is where a curve
+    crosses 1e-2, the maximum where it ends."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.2))
+    fig, ax = plt.subplots(figsize=(8, 4.4))
     for label, stats in cases:
         hist = stats["lateness_histogram"]
         width = hist["bin_ms"]
-        idx = np.array([int(k) for k in hist["counts"]])
-        counts = np.array(list(hist["counts"].values()), dtype=float)
-        order = np.argsort(idx)
-        edges = idx[order] * width
-        ax.step(edges, counts[order] / counts.sum(), where="post", label=label)
+        pairs = sorted((int(k), int(v)) for k, v in hist["counts"].items())
+        total = sum(v for _, v in pairs)
+        x, y, later = [], [], total
+        for idx, count in pairs:
+            later -= count
+            x.append((idx + 1) * width)  # upper edge of the bin
+            y.append(max(later, 0.5) / total)
+        ax.step(x, y, where="post", label=label)
+    ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlim(left=0)
-    ax.set_xlabel("tick lateness (ms, 0.1 ms bins)")
-    ax.set_ylabel("fraction of ticks")
-    ax.set_title(f"{HZ} Hz real-time loop: lateness of each tick against its release time")
+    ax.set_xlabel("tick lateness x (ms; 0.1 ms bins)")
+    ax.set_ylabel("share of ticks later than x")
+    ax.set_title(f"{HZ} Hz real-time loop: how late ticks start (lower-left is better)")
     ax.axvline(2.0, color="grey", linestyle="--", linewidth=1)
-    ax.text(2.05, ax.get_ylim()[1] * 0.5, "target p99 2 ms", color="grey", fontsize=8)
-    ax.legend(fontsize=8)
+    ax.axhline(1e-2, color="grey", linestyle=":", linewidth=1)
+    ax.text(2.1, 0.3, "2 ms", color="grey", fontsize=8)
+    ax.text(0.11, 1.15e-2, "p99", color="grey", fontsize=8)
+    ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     fig.savefig(PLOT, dpi=110)
 
@@ -242,11 +250,23 @@ def main() -> int:
         ok = st["lateness_ms"]["p99"] <= 2.0 and st["drift_ms"] <= tick_ms
         verdicts.append(f"- {label}: p99 {st['lateness_ms']['p99']:.2f} ms, drift "
                         f"{st['drift_ms']:.2f} ms: target {'met' if ok else 'NOT met'}.")
-    lines += ["", *verdicts, "", "![tick lateness histogram](realtime-lateness.png)"]
+    normal = cases[3][1]["lateness_ms"]["p99"]
+    fifo = cases[2][1]["lateness_ms"]["p99"]
+    lines += ["", *verdicts,
+              f"- Beside the same batch load, the loop at normal priority has p99 {normal:.2f} "
+              f"ms against {fifo:.2f} ms in `SCHED_FIFO`: on 2 busy cores a waking tick "
+              "waits for the scheduler's next slice unless its class lets it preempt. "
+              "Without root or `CAP_SYS_NICE` (the loop then reports `priority: normal`), "
+              "expect the normal-priority row.",
+              "- Overruns are ticks that finished after the next tick's release; with "
+              "`catch_up` the next ticks run at once and no row is lost (`gaps in t` = 0).",
+              "", "![share of ticks later than x, per case](realtime-lateness.png)"]
     text = "\n".join(lines)
     print(text)
     print(json.dumps({label: {k: v for k, v in st.items() if k != "lateness_histogram"}
                       for label, st in cases}, indent=1))
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps({"seconds": args.seconds, "cases": cases}))
     if not args.no_write:
         plot(cases)
         print(f"wrote {write_section('realtime', text)} and {PLOT}")

@@ -504,7 +504,7 @@ class Ingress:
         reply_to = command.reply_to or self.settings.reply_topic(command.id)
         correlation = command.correlation.hex() if command.correlation else None
         return {"queue": "twin.short", "args": (command.id, self.cid, reply_to, name, args),
-                "kwargs": {"correlation": correlation}}
+                "kwargs": {"correlation": correlation, "summary": f"call: {name}"}}
 
     def _prepare_run(self, command: Command) -> dict[str, Any]:
         """Check a ``run`` against the libraries; return the Celery job to send."""

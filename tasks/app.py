@@ -5,7 +5,12 @@ Run a worker with ``celery -A tasks.app worker`` (or ``twinctl worker``).
 
 from __future__ import annotations
 
-from celery import Celery
+import logging
+from typing import Any
+
+from celery import Celery, signals
+
+from twinctl.logs import JsonFormatter, log_format
 
 __all__ = ["make_app", "app"]
 
@@ -17,5 +22,19 @@ def make_app(config: str = "tasks.celeryconfig") -> Celery:
     application.conf.include = ["tasks.jobs"]
     return application
 
+
+def _json_logs(logger: logging.Logger, **_: Any) -> None:
+    """``TWIN_LOG_FORMAT=json``: the worker's log lines as JSON objects, like the ingress's."""
+    try:
+        json_wanted = log_format() == "json"
+    except ValueError:
+        json_wanted = False  # the CLI refuses a bad value before a worker starts
+    if json_wanted:
+        for handler in logger.handlers:
+            handler.setFormatter(JsonFormatter())
+
+
+signals.after_setup_logger.connect(_json_logs, weak=False)
+signals.after_setup_task_logger.connect(_json_logs, weak=False)
 
 app = make_app()

@@ -184,12 +184,16 @@ def call(
     function: str,
     args: dict[str, Any],
     correlation: str | None = None,
+    summary: str = "",
 ) -> str:
-    """Run one function of the function library on ``args``; reply via the outbox."""
+    """Run one function of the function library on ``args``; reply via the outbox.
+
+    ``summary`` only tells people (Flower, ``jobs``) what the call is."""
     return _answer(lambda: {"status": "ok", "function": function,
                             "value": call_function(function, args)},
                    request_id=request_id, controller=controller, reply_to=reply_to,
-                   correlation=correlation, info=_info(self, "twin.call", f"call {function}"))
+                   correlation=correlation,
+                   info=_info(self, "twin.call", summary or f"call: {function}"))
 
 
 def _info(task: Any, name: str, summary: str) -> dict[str, Any]:

@@ -187,7 +187,8 @@ def test_every_project_service_runs_a_real_entry_point(services: dict[str, Any])
 def test_the_commands_are_the_agreed_ones(services: dict[str, Any]) -> None:
     assert _argv(services["ingress"]["command"]) == ["twinctl", "ingress"]
     assert _argv(services["worker"]["command"]) == [
-        "twinctl", "worker", "--queues", "twin.short,twin.long"]
+        "twinctl", "worker", "--queues", "twin.short,twin.long", "--nice", "5"]
+    assert services["realtime-worker"]["ulimits"]["rtprio"] >= 10  # SCHED_FIFO allowed
     assert _argv(services["realtime-worker"]["command"]) == [
         "twinctl", "worker", "--queues", "twin.realtime", "--concurrency", "2"]
     assert _argv(services["flower"]["command"])[:5] == [

@@ -150,6 +150,8 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     if isinstance(command, str):
         print(f"twinctl send: {command}", file=sys.stderr)
         return 1
+    if args.id:
+        command["id"] = args.id
     command.setdefault("id", f"cli-{uuid.uuid4().hex[:12]}")
     span = display.run_span(command)
     if args.plot and span.mode == "static":
@@ -357,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="seconds to wait for the next reply; each reply restarts it, so "
                            "a run that keeps sending data never times out (30)")
     send.add_argument("--json", action="store_true", help="print each reply as one JSON line")
+    send.add_argument("--id", help="the request id (default: the file's, else a new one); "
+                                   "`stop` and `set` name a job by it")
     send.add_argument("--plot", metavar="FILE",
                       help="draw the run's series into a PNG (one subplot per unit)")
     send.add_argument("--csv", metavar="FILE",
