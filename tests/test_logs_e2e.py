@@ -50,4 +50,5 @@ def test_json_logs_from_the_ingress_and_the_worker(redis_server: Any, mqtt_serve
     assert all({"ts", "level", "logger", "message"} <= set(e) for e in ingress)
     assert isinstance(by_id[rid]["duration_ms"], float)
     worker = json_lines(tmp_path / "worker.log")
-    assert any(rid in e["message"] and e["level"] == "INFO" for e in worker), worker[-5:]
+    assert any("twin.call" in e["message"] and "succeeded" in e["message"]
+               and e["level"] == "INFO" for e in worker), worker[-5:]
