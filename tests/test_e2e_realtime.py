@@ -32,6 +32,7 @@ def rt(redis_server: Any, mqtt_server: Any, tmp_path_factory: Any) -> Iterator[O
         stack.wait_ready(60)
         s = stack.settings
         orch = Orchestrator(s.mqtt.host, s.mqtt.port, s.mqtt_prefix, s.controller_id)
+        orch.redis_url = s.redis_url  # type: ignore[attr-defined]  # for Celery control
         yield orch
         orch.close()
     finally:
@@ -256,3 +257,28 @@ def test_a_run_that_falls_behind_follows_its_policy(rt: Orchestrator) -> None:
     assert len(t) == result["rows"] < 501 and math.isclose(t[-1], 1.0)
     assert np.all(np.diff(t) > 0)
     assert np.allclose(y, GAIN * (1 - np.exp(-np.asarray(t) / TAU)), atol=1e-4)
+
+
+def test_a_worker_holding_a_real_time_job_answers_celery_control(rt: Orchestrator) -> None:
+    """What Flower and `celery inspect` rely on: the worker's main process answers
+    while its pool process runs the loop."""
+    from tasks.app import make_app
+
+    rid = new_id("rt-ctl")
+    rt.send(lag(rid, step=0.1, every=2))
+    wait_for(rt, rid, lambda got: any(r["type"] == "data" for r in got))
+    jobs = rt.request({"id": new_id("jobs"), "cmd": "jobs"})[0]["jobs"]
+    (job,) = [j for j in jobs if j["id"] == rid]
+    app = make_app()
+    app.conf.broker_url = rt.redis_url  # type: ignore[attr-defined]
+    try:
+        worker = job["worker"]
+        assert app.control.ping(destination=[worker], timeout=2.0)
+        active = app.control.inspect(destination=[worker], timeout=2.0).active() or {}
+        running = [t for t in active.get(worker, []) if t["id"] == job["celery_id"]]
+        assert running and running[0]["name"] == "twin.realtime"
+        assert running[0]["args"][0] == rid  # the request id, as Flower shows it
+    finally:
+        app.close()
+    rt.request({"id": new_id("stop"), "cmd": "stop", "target": rid})
+    assert rt.wait_final(rid, timeout=5)[-1]["status"] == "stopped"
