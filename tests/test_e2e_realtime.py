@@ -282,3 +282,39 @@ def test_a_worker_holding_a_real_time_job_answers_celery_control(rt: Orchestrato
         app.close()
     rt.request({"id": new_id("stop"), "cmd": "stop", "target": rid})
     assert rt.wait_final(rid, timeout=5)[-1]["status"] == "stopped"
+
+
+def test_a_waiting_real_time_job_takes_set_and_stop_before_it_starts(rt: Orchestrator) -> None:
+    """Two slots: a third real-time job waits; `set` reaches it before its first
+    tick, and `stop` of a waiting job means it never runs."""
+    first = [new_id("rt-slot") for _ in range(2)]
+    for rid in first:
+        rt.send(lag(rid, step=0.1, every=2))
+    for rid in first:
+        wait_for(rt, rid, lambda got: any(r["type"] == "data" for r in got))
+    waiting, never = new_id("rt-wait"), new_id("rt-never")
+    rt.send(lag(waiting, step=0.1, every=2, u=1.0))
+    rt.send(lag(never, step=0.1, every=2))
+    deadline = time.monotonic() + 10
+    while True:
+        jobs = {j["id"]: j for j in rt.request({"id": new_id("jobs"), "cmd": "jobs"})[0]["jobs"]}
+        if waiting in jobs and never in jobs:
+            break
+        assert time.monotonic() < deadline, jobs
+        time.sleep(0.1)
+    assert jobs[waiting]["state"] == jobs[never]["state"] == "queued"
+    answer = rt.request({"id": new_id("set"), "cmd": "set", "target": waiting,
+                         "inputs": {"lag.u": 4.0}})
+    assert answer[-1]["state"] == "queued"
+    assert rt.request({"id": new_id("stop"), "cmd": "stop", "target": never})[-1]["state"] == (
+        "queued")
+    for rid in first:  # free the slots
+        rt.request({"id": new_id("stop"), "cmd": "stop", "target": rid})
+    got = wait_for(rt, waiting, lambda g: sum(r["type"] == "data" for r in g) >= 2)
+    t, y = rows_of(got)
+    # u = 4 from its first tick: the analytic response to 4, not to 1
+    assert np.allclose(y, GAIN * 4.0 * (1 - np.exp(-np.asarray(t) / TAU)), atol=1e-5)
+    final = rt.wait_final(never, timeout=10)
+    assert [r["type"] for r in final] == ["ack", "result"] and final[-1]["status"] == "stopped"
+    rt.request({"id": new_id("stop"), "cmd": "stop", "target": waiting})
+    assert rt.wait_final(waiting, timeout=5)[-1]["status"] == "stopped"
