@@ -20,7 +20,6 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	bash scripts/ensure-services.sh
-	bash scripts/ensure-chromium.sh
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q

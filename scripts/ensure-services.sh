@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Install the redis-server and mosquitto binaries that the tests start on free ports,
-# when they are missing (Debian/Ubuntu packages). The tests never use the machine's
-# shared services, only these binaries.
+# Install what the tests start or drive, when it is missing (Debian/Ubuntu packages):
+# the redis-server and mosquitto binaries (the tests start their own instances on free
+# ports and never use the machine's shared services), and Chromium, with which
+# tests/test_flower.py renders Flower's tasks page and keeps a screenshot.
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+# the fonts give the screenshot readable text; Chromium's other recommends (desktop
+# integration, sandbox helpers) are not needed for --headless
+[ -x /usr/bin/chromium ] || missing+=(chromium fonts-liberation)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -63,18 +64,24 @@ def stack_env(redis_server: Any, mqtt_server: Any, **extra: str) -> dict[str, st
     }
 
 
-@pytest.fixture(scope="module")
-def stack(redis_server: Any, mqtt_server: Any, tmp_path_factory: Any) -> Iterator[Stack]:
-    """Ingress and two worker processes, started as a user would, for one test module."""
-    logs = tmp_path_factory.mktemp("stack-logs")
-    s = Stack(env=stack_env(redis_server, mqtt_server), workers=2, realtime=0, quiet=True,
-              log_dir=logs)
+@contextmanager
+def running_stack(env: dict[str, str], log_dir: Any, **parts: Any) -> Iterator[Stack]:
+    """A stack started as a user would (``parts``: workers, realtime, flower…), ready."""
+    s = Stack(env=env, quiet=True, log_dir=log_dir, **parts)
     s.start(embedded_ok=False)
     try:
         s.wait_ready(timeout=60)
         yield s
     finally:
         s.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server: Any, mqtt_server: Any, tmp_path_factory: Any) -> Iterator[Stack]:
+    """Ingress and two worker processes, started as a user would, for one test module."""
+    with running_stack(stack_env(redis_server, mqtt_server),
+                       tmp_path_factory.mktemp("stack-logs"), workers=2) as s:
+        yield s
 
 
 @pytest.fixture()

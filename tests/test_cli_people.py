@@ -18,7 +18,7 @@ from typing import Any
 import matplotlib.image
 import pytest
 
-from tests.conftest import new_id, stack_env
+from tests.conftest import new_id, running_stack, stack_env
 from twinctl.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -28,15 +28,10 @@ MAX_ROWS = 25  # this stack streams a series longer than 25 rows as data chunks
 
 @pytest.fixture(scope="module")
 def people(redis_server: Any, mqtt_server: Any, tmp_path_factory: Any) -> Iterator[Stack]:
-    logs = tmp_path_factory.mktemp("cli-people-logs")
     env = stack_env(redis_server, mqtt_server, TWIN_MAX_RESULT_ROWS=str(MAX_ROWS))
-    s = Stack(env=env, workers=1, realtime=1, quiet=True, log_dir=logs)
-    s.start(embedded_ok=False)
-    try:
-        s.wait_ready(timeout=60)
+    with running_stack(env, tmp_path_factory.mktemp("cli-people-logs"), workers=1,
+                       realtime=1) as s:
         yield s
-    finally:
-        s.stop()
 
 
 def twinctl(stack: Stack, *args: str, stdin: str | None = None,

@@ -9,9 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import new_id, stack_env
+from tests.conftest import new_id, running_stack, stack_env
 from tests.orchestrator import Orchestrator
-from twinctl.stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -20,16 +19,11 @@ pytestmark = pytest.mark.integration
 def small_rows(redis_server: Any, mqtt_server: Any,
                tmp_path_factory: Any) -> Iterator[Orchestrator]:
     env = stack_env(redis_server, mqtt_server, TWIN_MAX_RESULT_ROWS="100")
-    stack = Stack(env=env, workers=2, quiet=True, log_dir=tmp_path_factory.mktemp("logs"))
-    stack.start(embedded_ok=False)
-    try:
-        stack.wait_ready(60)
+    with running_stack(env, tmp_path_factory.mktemp("logs"), workers=2) as stack:
         s = stack.settings
         orch = Orchestrator(s.mqtt.host, s.mqtt.port, s.mqtt_prefix, s.controller_id)
         yield orch
         orch.close()
-    finally:
-        stack.stop()
 
 
 def draining(rid: str, stop: float, step: float) -> dict[str, Any]:

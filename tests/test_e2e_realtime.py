@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import new_id, stack_env
+from tests.conftest import new_id, running_stack, stack_env
 from tests.orchestrator import Orchestrator
-from twinctl.stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -24,19 +23,13 @@ TAU, GAIN = 0.5, 2.0
 
 @pytest.fixture(scope="module")
 def rt(redis_server: Any, mqtt_server: Any, tmp_path_factory: Any) -> Iterator[Orchestrator]:
-    env = stack_env(redis_server, mqtt_server)
-    stack = Stack(env=env, workers=2, realtime=2, quiet=True,
-                  log_dir=tmp_path_factory.mktemp("logs"))
-    stack.start(embedded_ok=False)
-    try:
-        stack.wait_ready(60)
+    with running_stack(stack_env(redis_server, mqtt_server),
+                       tmp_path_factory.mktemp("logs"), workers=2, realtime=2) as stack:
         s = stack.settings
         orch = Orchestrator(s.mqtt.host, s.mqtt.port, s.mqtt_prefix, s.controller_id)
         orch.redis_url = s.redis_url  # type: ignore[attr-defined]  # for Celery control
         yield orch
         orch.close()
-    finally:
-        stack.stop()
 
 
 def lag(rid: str, *, step: float, stop: float | None = None, every: int = 5, u: float = 1.0,

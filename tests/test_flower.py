@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import new_id, stack_env
+from tests.conftest import new_id, running_stack, stack_env
 from tests.orchestrator import Orchestrator
 from twinctl import embedded
 from twinctl.stack import Stack, stop_process_groups
@@ -56,14 +56,9 @@ def stack(redis_server: Any, mqtt_server: Any, tmp_path_factory: Any) -> Iterato
     """Ingress, one worker process and Flower, started as ``twinctl up --flower`` does
     (this module's stack, in place of conftest's)."""
     env = stack_env(redis_server, mqtt_server, FLOWER_UNAUTHENTICATED_API="true")
-    s = Stack(env=env, workers=1, flower=True, flower_port=embedded.free_port(), quiet=True,
-              log_dir=tmp_path_factory.mktemp("stack-logs"))
-    s.start(embedded_ok=False)
-    try:
-        s.wait_ready(timeout=60)
+    with running_stack(env, tmp_path_factory.mktemp("stack-logs"), workers=1, flower=True,
+                       flower_port=embedded.free_port()) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +203,7 @@ def _chromium(binary: Path, *args: str, profile: Path,
 def chromium() -> Path:
     """Debian's Chromium; without it the page test is skipped, except in CI where it fails."""
     if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is not installed (scripts/ensure-chromium.sh, run by `make test`)"
+        reason = f"{CHROMIUM} is not installed (scripts/ensure-services.sh, run by `make test`)"
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
