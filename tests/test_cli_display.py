@@ -14,7 +14,7 @@ import matplotlib.image
 import pytest
 from rich.console import Console
 
-from twinctl import display
+from twinctl import display, runs
 from twinctl.logs import JsonFormatter, log_format
 
 DYNAMIC = {"id": "r1", "cmd": "run", "scenario": {
@@ -40,23 +40,23 @@ def text(c: Console) -> str:
 
 # ----- what a command will do -----------------------------------------------------------
 def test_run_span_of_a_scenario_a_template_and_other_commands() -> None:
-    assert display.run_span(DYNAMIC) == display.Span("dynamic", 10.0, 70.0)
+    assert runs.run_span(DYNAMIC) == runs.Span("dynamic", 10.0, 70.0)
     tpl = {"cmd": "run", "template": "tank_draining", "args": {"stop": 120}}
-    assert display.run_span(tpl) == display.Span("dynamic", 0.0, 120.0)
+    assert runs.run_span(tpl) == runs.Span("dynamic", 0.0, 120.0)
     open_ended = {"cmd": "run", "scenario": {"mode": "realtime", "time": {"step": 1}}}
-    assert display.run_span(open_ended) == display.Span("realtime", 0.0, None)
+    assert runs.run_span(open_ended) == runs.Span("realtime", 0.0, None)
     static = {"cmd": "run", "scenario": {"elements": {}}}
-    assert display.run_span(static).mode == "static"
-    assert display.run_span({"cmd": "ping"}) == display.Span(None)
+    assert runs.run_span(static).mode == "static"
+    assert runs.run_span({"cmd": "ping"}) == runs.Span(None)
     # a wrong template is the controller's to explain: no span, no crash
-    assert display.run_span({"cmd": "run", "template": "nope"}) == display.Span(None)
+    assert runs.run_span({"cmd": "run", "template": "nope"}) == runs.Span(None)
 
 
 def test_output_units_come_from_the_model_library() -> None:
-    units = display.output_units(DYNAMIC)
+    units = runs.output_units(DYNAMIC)
     assert units["pump.head"] == "m"
     assert units["tank.outflow"] == "m3/s"
-    assert display.output_units({"cmd": "ping"}) == {}
+    assert runs.output_units({"cmd": "ping"}) == {}
 
 
 # ----- series -----------------------------------------------------------------------------
@@ -64,7 +64,7 @@ def test_a_dynamic_result_gives_its_columns() -> None:
     replies = [reply(0, "ack", queue="twin.long"),
                reply(1, "result", status="ok", t=[0, 1, 2],
                      values={"tank.level": [3.0, 2.9, 2.8], "pump.head": [1, 2, None]})]
-    series = display.collect_series(replies)
+    series = runs.collect_series(replies)
     assert series is not None
     assert series.t == [0, 1, 2]
     assert series.values == {"tank.level": [3.0, 2.9, 2.8], "pump.head": [1, 2, None]}
@@ -78,7 +78,7 @@ def test_streamed_chunks_are_joined_in_seq_order_and_padded() -> None:
         reply(1, "data", chunk=0, t=[0, 1], values={"a": [0, 1]}),
         reply(3, "result", status="ok", streamed=True, chunks=2, rows=4),
     ]
-    series = display.collect_series(replies)
+    series = runs.collect_series(replies)
     assert series is not None
     assert series.t == [0, 1, 2, 3]
     assert series.values == {"a": [0, 1, 2, 3], "b": [None, None, 20, 30]}
@@ -89,25 +89,25 @@ def test_a_realtime_run_is_its_data_replies() -> None:
                reply(1, "data", t=[0.0, 0.5], values={"x": [1.0, 1.5]}),
                reply(2, "data", t=[1.0], values={"x": [2.0]}),
                reply(3, "result", status="stopped", stats={"ticks": 3, "overruns": 0})]
-    series = display.collect_series(replies)
+    series = runs.collect_series(replies)
     assert series is not None and series.t == [0.0, 0.5, 1.0]
     assert series.values == {"x": [1.0, 1.5, 2.0]}
 
 
 def test_a_static_result_is_one_row_and_an_error_nothing() -> None:
-    series = display.collect_series([reply(0, "ack"), reply(1, "result", status="ok",
+    series = runs.collect_series([reply(0, "ack"), reply(1, "result", status="ok",
                                                             values={"p.head": 19.65, "p.w": 2})])
     assert series is not None and series.t is None and series.rows == 1
     assert series.values == {"p.head": [19.65], "p.w": [2]}
-    assert display.collect_series([reply(0, "error", code="x", message="m")]) is None
-    assert display.collect_series([reply(0, "pong")]) is None
+    assert runs.collect_series([reply(0, "error", code="x", message="m")]) is None
+    assert runs.collect_series([reply(0, "pong")]) is None
 
 
 def test_csv_round_trips_a_series(tmp_path: Path) -> None:
-    series = display.Series([0.0, 0.1, 0.2], {"tank.level": [3.0, 2.999999999999, None],
+    series = runs.Series([0.0, 0.1, 0.2], {"tank.level": [3.0, 2.999999999999, None],
                                                "tank.outflow": [1e-3, 2, 3.5]})
     path = tmp_path / "out.csv"
-    assert display.write_csv(path, series) == 3
+    assert runs.write_csv(path, series) == 3
     with path.open(newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["t", "tank.level", "tank.outflow"]
@@ -119,17 +119,17 @@ def test_csv_round_trips_a_series(tmp_path: Path) -> None:
 
 def test_csv_of_a_static_result_is_one_row(tmp_path: Path) -> None:
     path = tmp_path / "static.csv"
-    assert display.write_csv(path, display.Series(None, {"a": [1.5], "b": [None]})) == 1
+    assert runs.write_csv(path, runs.Series(None, {"a": [1.5], "b": [None]})) == 1
     assert path.read_text().splitlines() == ["a,b", "1.5,"]
 
 
 def test_plot_writes_a_valid_png_one_subplot_per_unit(tmp_path: Path) -> None:
     t = [i * 0.5 for i in range(50)]
-    series = display.Series(t, {"tank.level": [3 - 0.05 * x for x in t],
+    series = runs.Series(t, {"tank.level": [3 - 0.05 * x for x in t],
                                 "tank.volume": [x for x in t],
                                 "pump.head": [None if i == 3 else 20.0 for i in range(50)]})
     path = tmp_path / "out.png"
-    display.plot_series(path, series, title="job-42",
+    runs.plot_series(path, series, title="job-42",
                         units={"tank.level": "m", "pump.head": "m", "tank.volume": "m3"})
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     image = matplotlib.image.imread(str(path))
@@ -137,15 +137,15 @@ def test_plot_writes_a_valid_png_one_subplot_per_unit(tmp_path: Path) -> None:
 
 
 def test_plot_refuses_a_static_result(tmp_path: Path) -> None:
-    with pytest.raises(display.StaticPlotError, match="static result"):
-        display.plot_series(tmp_path / "x.png", display.Series(None, {"a": [1.0]}), title="x")
+    with pytest.raises(runs.StaticPlotError, match="static result"):
+        runs.plot_series(tmp_path / "x.png", runs.Series(None, {"a": [1.0]}), title="x")
     assert not (tmp_path / "x.png").exists()
 
 
 # ----- progress -------------------------------------------------------------------------
 def test_progress_bar_follows_simulated_time() -> None:
     c = Console(file=io.StringIO(), width=120, force_terminal=True)
-    progress = display.RunProgress(display.Span("dynamic", 10.0, 70.0), c)
+    progress = display.RunProgress(runs.Span("dynamic", 10.0, 70.0), c)
     with progress:
         assert progress.total == 60.0 and progress.completed == 0
         progress.update(reply(0, "ack", queue="twin.long"))
@@ -160,7 +160,7 @@ def test_progress_bar_follows_simulated_time() -> None:
 
 
 def test_progress_of_an_unstreamed_result_completes_at_the_result() -> None:
-    progress = display.RunProgress(display.Span("dynamic", 0.0, 5.0), console())
+    progress = display.RunProgress(runs.Span("dynamic", 0.0, 5.0), console())
     progress.update(reply(0, "ack"))
     assert progress.completed == 0
     progress.update(reply(1, "result", status="ok", t=[0, 1, 2, 3, 4, 5], values={}))
@@ -169,7 +169,7 @@ def test_progress_of_an_unstreamed_result_completes_at_the_result() -> None:
 
 def test_open_ended_realtime_shows_a_spinner_with_time_and_rows() -> None:
     c = Console(file=io.StringIO(), width=120, force_terminal=True)
-    progress = display.RunProgress(display.Span("realtime", 0.0, None), c)
+    progress = display.RunProgress(runs.Span("realtime", 0.0, None), c)
     with progress:
         assert progress.total is None
         progress.update(reply(1, "data", t=[0.0, 1.0, 2.0], values={"x": [1, 2, 3]}))
@@ -194,7 +194,7 @@ def test_a_result_prints_as_a_table_of_its_outputs() -> None:
     out, err = console(), console()
     result = reply(1, "result", status="ok", t=[0, 1], values={"tank.level": [3.0, 2.5]},
                    post={"mean_level": 2.75}, stats={"rows": 2})
-    series = display.collect_series([result])
+    series = runs.collect_series([result])
     display.print_reply(result, out, series=series, units={"tank.level": "m"}, err=err)
     shown = text(out)
     assert "2 rows, t = 0 … 1 s" in shown

@@ -112,11 +112,11 @@ def _print_reply(reply: dict[str, Any], as_json: bool,
     if as_json:
         print(json.dumps(reply), flush=True)
         return
-    from . import display
+    from . import display, runs
 
     if seen is not None:
         seen.append(reply)
-    series = display.collect_series(seen) if seen and reply.get("type") == "result" else None
+    series = runs.collect_series(seen) if seen and reply.get("type") == "result" else None
     display.print_reply(reply, display.make_console(), series=series,
                         err=display.make_console(stderr=True))
 
@@ -141,7 +141,7 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     import contextlib
     import uuid
 
-    from . import display
+    from . import display, runs
     from .client import send_command
     from .mqttconn import MqttError
 
@@ -153,12 +153,12 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     if args.id:
         command["id"] = args.id
     command.setdefault("id", f"cli-{uuid.uuid4().hex[:12]}")
-    span = display.run_span(command)
+    span = runs.run_span(command)
     if args.plot and span.mode == "static":
         print("twinctl send: --plot draws a time series, and a static run gives one value "
               "per output: use --csv for them", file=sys.stderr)
         return 1
-    units = display.output_units(command)
+    units = runs.output_units(command)
     out, err = display.make_console(), display.make_console(stderr=True)
     progress = None
     if span.timed and not args.json and sys.stderr.isatty():
@@ -171,7 +171,7 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
             return
         series = None
         if reply.get("type") == "result" and span.mode is not None:
-            series = display.collect_series(seen)
+            series = runs.collect_series(seen)
         display.print_reply(reply, out, series=series, units=units, err=err)
 
     def on_reply(reply: dict[str, Any]) -> None:
@@ -203,13 +203,13 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     if final.get("type") == "error":
         return 1
     if args.csv or args.plot:
-        return _write_series(args, display.collect_series(exchange.replies), command, units)
+        return _write_series(args, runs.collect_series(exchange.replies), command, units)
     return 0
 
 
 def _write_series(args: argparse.Namespace, series: Any, command: dict[str, Any],
                   units: dict[str, str]) -> int:
-    from . import display
+    from . import runs
 
     if series is None:
         print("twinctl send: the final reply has no values to write (only a run's result "
@@ -217,7 +217,7 @@ def _write_series(args: argparse.Namespace, series: Any, command: dict[str, Any]
         return 1
     if args.csv:
         try:
-            rows = display.write_csv(args.csv, series)
+            rows = runs.write_csv(args.csv, series)
         except OSError as exc:
             print(f"twinctl send: cannot write {args.csv}: {exc.strerror}", file=sys.stderr)
             return 1
@@ -225,8 +225,8 @@ def _write_series(args: argparse.Namespace, series: Any, command: dict[str, Any]
             print(f"twinctl send: wrote {rows} row(s) to {args.csv}", file=sys.stderr)
     if args.plot:
         try:
-            display.plot_series(args.plot, series, title=str(command["id"]), units=units)
-        except display.StaticPlotError as exc:
+            runs.plot_series(args.plot, series, title=str(command["id"]), units=units)
+        except runs.StaticPlotError as exc:
             print(f"twinctl send: --plot: {exc}", file=sys.stderr)
             return 1
         except (OSError, ValueError) as exc:

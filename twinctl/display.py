@@ -1,32 +1,24 @@
-"""What ``twinctl`` shows a person: tables, a run's progress, its series as CSV or a plot.
+"""What ``twinctl`` shows a person on the console: a run's progress, readable replies,
+the model library and the controllers' status as tables.
 
 Every function here works on plain reply dicts (as they arrive over MQTT) and
-does no I/O other than writing to the console or file it is given, so each is
-tested without a controller.
+writes only to the console it is given, so each is tested without a controller.
 
-- :func:`run_span`: a command's mode and simulated time span (for the progress bar);
 - :class:`RunProgress`: a rich progress bar (dynamic, realtime until ``time.stop``)
   or a spinner with the simulated time and rows (open-ended realtime), driven by
   the replies;
-- :func:`collect_series`: the series of a run from its ``data`` replies and its
-  ``result`` (a dynamic result's ``t``/``values`` columns, or a streamed or
-  realtime run's chunks); a static result's values as one row;
-- :func:`write_csv`, :func:`plot_series`: that series to CSV, or to a PNG
-  (matplotlib's Agg backend: one subplot per unit);
 - :func:`error_line`, :func:`print_reply`, :func:`print_description`,
   :func:`status_table`: the readable forms of replies, ``describe`` and ``status``.
+
+The series themselves (CSV, plot) are :mod:`twinctl.runs`.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
 import sys
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
@@ -43,219 +35,12 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from .runs import Series, Span, as_floats, as_number, csv_cell
+
 __all__ = [
-    "RunProgress", "Series", "Span", "collect_series", "error_line", "make_console",
-    "output_units", "plot_series", "print_description", "print_reply", "run_span",
-    "status_table", "write_csv",
+    "RunProgress", "error_line", "make_console", "print_description", "print_reply",
+    "status_table",
 ]
-
-
-# ----- what a command will do ---------------------------------------------------
-@dataclass(frozen=True)
-class Span:
-    """A command's mode (``None``: not a run) and simulated time span (``stop`` may be open)."""
-
-    mode: str | None
-    start: float = 0.0
-    stop: float | None = None
-
-    @property
-    def timed(self) -> bool:
-        return self.mode in ("dynamic", "realtime")
-
-
-def _scenario(command: dict[str, Any]) -> dict[str, Any] | None:
-    """The scenario a ``run`` command asks for (a template is expanded locally), or None."""
-    if command.get("cmd") != "run":
-        return None
-    if isinstance(command.get("scenario"), dict):
-        scenario: dict[str, Any] = command["scenario"]
-        return scenario
-    if "template" in command:
-        try:
-            from scenario_builder import expand_template
-
-            return expand_template(command["template"], command.get("args", {}))
-        except Exception:  # noqa: BLE001  (the controller will say what is wrong)
-            return None
-    return None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def run_span(command: dict[str, Any]) -> Span:
-    """Mode and ``time.start``/``time.stop`` of a ``run`` command (``Span(None)`` otherwise)."""
-    scenario = _scenario(command)
-    if scenario is None:
-        return Span(None)
-    mode = scenario.get("mode", "static")
-    raw_time = scenario.get("time")
-    time: dict[str, Any] = raw_time if isinstance(raw_time, dict) else {}
-    start = _number(time.get("start", 0.0))
-    return Span(mode if isinstance(mode, str) else None,
-                0.0 if start is None else start, _number(time.get("stop")))
-
-
-def output_units(command: dict[str, Any]) -> dict[str, str]:
-    """``{"element.port": unit}`` for the output ports of a run's elements, from the
-    local model library (used to group a plot's curves; empty where unknown)."""
-    scenario = _scenario(command)
-    elements = scenario.get("elements") if scenario else None
-    if not isinstance(elements, dict):
-        return {}
-    try:
-        from modellib import describe_models
-
-        models = describe_models()
-    except Exception:  # noqa: BLE001  (units only label a plot)
-        return {}
-    units: dict[str, str] = {}
-    for name, element in elements.items():
-        model = models.get(str(element.get("model"))) if isinstance(element, dict) else None
-        for port in (model or {}).get("outputs", []):
-            units[f"{name}.{port['name']}"] = str(port.get("unit", ""))
-    return units
-
-
-# ----- the series of a run ------------------------------------------------------
-@dataclass
-class Series:
-    """Columns of a run's result: ``t`` and one list per output (``t`` is None for a
-    static result, whose columns then hold one value each)."""
-
-    t: list[float] | None
-    values: dict[str, list[Any]]
-
-    @property
-    def rows(self) -> int:
-        if self.t is not None:
-            return len(self.t)
-        return 1 if self.values else 0
-
-
-def _seq(reply: dict[str, Any]) -> float:
-    seq = reply.get("seq")
-    return seq if isinstance(seq, int) else math.inf
-
-
-def collect_series(replies: Iterable[dict[str, Any]]) -> Series | None:
-    """The series of a run from its replies (any order; sorted by ``seq``).
-
-    ``data`` replies (``t`` and ``values`` columns, chunked or realtime) come
-    first, then a dynamic ``result``'s own ``t``/``values``; an output missing
-    from some chunk is padded with None. A static result (``values`` of single
-    numbers) gives one row with ``t`` None. None when there is nothing to collect.
-    """
-    ordered = sorted(replies, key=_seq)
-    t: list[float] = []
-    columns: dict[str, list[Any]] = {}
-
-    def extend(times: Any, values: Any) -> None:
-        if not isinstance(times, list):
-            return
-        n = len(times)
-        values = values if isinstance(values, dict) else {}
-        for name, column in values.items():
-            if name not in columns:
-                columns[name] = [None] * len(t)
-            part = column if isinstance(column, list) else [column] * n
-            columns[name].extend((part + [None] * n)[:n])
-        for name, column in columns.items():
-            if name not in values:
-                column.extend([None] * n)
-        t.extend(times)
-
-    result = None
-    for reply in ordered:
-        if reply.get("type") == "data":
-            extend(reply.get("t"), reply.get("values"))
-        elif reply.get("type") == "result":
-            result = reply
-            break
-    if result is not None and isinstance(result.get("t"), list):
-        extend(result["t"], result.get("values"))
-    if t or columns:
-        return Series(t, columns)
-    values = result.get("values") if result is not None else None
-    if isinstance(values, dict) and values:
-        return Series(None, {name: [value] for name, value in values.items()})
-    return None
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, int | str | bool):
-        return str(value)
-    return json.dumps(value)
-
-
-def write_csv(path: str | Path, series: Series) -> int:
-    """Write ``series`` as CSV (``t`` then one column per output; a static result: one
-    row of values, no ``t``); return the number of data rows written."""
-    names = list(series.values)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        out = csv.writer(f)
-        if series.t is None:
-            out.writerow(names)
-            out.writerow([_cell(series.values[name][0]) for name in names])
-            return 1
-        out.writerow(["t", *names])
-        for i, t in enumerate(series.t):
-            out.writerow([_cell(t), *(_cell(series.values[name][i]) for name in names)])
-    return len(series.t)
-
-
-def _floats(values: Sequence[Any]) -> list[float]:
-    out = []
-    for value in values:
-        number = _number(value)
-        out.append(math.nan if number is None else number)
-    return out
-
-
-class StaticPlotError(ValueError):
-    """A static result has no time series to plot."""
-
-
-def plot_series(path: str | Path, series: Series, *, title: str,
-                units: dict[str, str] | None = None) -> None:
-    """Draw ``series`` against time into ``path`` (PNG, or SVG/PDF by the suffix) with
-    matplotlib's Agg backend: one subplot per unit (outputs of unknown unit get one
-    each), x = time in s, ``title`` on top. A static series raises :class:`StaticPlotError`."""
-    if series.t is None:
-        raise StaticPlotError("a static result has one value per output, not a time series: "
-                              "there is nothing to plot (--csv writes the values)")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    units = units or {}
-    groups: dict[str, list[str]] = {}
-    for name in series.values:
-        unit = units.get(name)
-        groups.setdefault(f"[{unit}]" if unit else name, []).append(name)
-    if not groups:
-        groups = {"": []}
-    fig = Figure(figsize=(9.0, 1.0 + 2.4 * len(groups)), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(len(groups), 1, sharex=True, squeeze=False)[:, 0]
-    t = _floats(series.t)
-    for ax, (label, names) in zip(axes, groups.items(), strict=True):
-        for name in names:
-            ax.plot(t, _floats(series.values[name]), label=name)
-        ax.set_ylabel(label if label.startswith("[") or not names else names[0])
-        ax.grid(True, alpha=0.3)
-        if names:
-            ax.legend(loc="best", fontsize="small")
-    axes[-1].set_xlabel("time [s]")
-    fig.suptitle(title)
-    fig.savefig(str(path), dpi=100)
 
 
 # ----- progress -----------------------------------------------------------------
@@ -309,7 +94,7 @@ class RunProgress:
     def _advance_to(self, times: Any) -> None:
         if isinstance(times, list) and times:
             self.rows += len(times)
-            last = _number(times[-1])
+            last = as_number(times[-1])
             if last is not None:
                 self.t = last
 
@@ -358,7 +143,7 @@ def error_line(reply: dict[str, Any]) -> str:
 
 
 def _short(value: Any, limit: int = 120) -> str:
-    text = _cell(value) if not isinstance(value, float) else f"{value:.6g}"
+    text = csv_cell(value) if not isinstance(value, float) else f"{value:.6g}"
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -374,7 +159,7 @@ def _summary_table(series: Series, units: dict[str, str]) -> Table:
     for head in ("first", "last", "min", "max"):
         table.add_column(head, justify="right")
     for name, column in series.values.items():
-        numbers = [v for v in _floats(column) if not math.isnan(v)]
+        numbers = [v for v in as_floats(column) if not math.isnan(v)]
         row = [f"{numbers[0]:.6g}", f"{numbers[-1]:.6g}", f"{min(numbers):.6g}",
                f"{max(numbers):.6g}"] if numbers else ["-"] * 4
         table.add_row(Text(name), Text(units.get(name, "")), *(Text(c) for c in row))
@@ -397,14 +182,15 @@ def print_reply(reply: dict[str, Any], console: Console, *, series: Series | Non
         raw_times = reply.get("t")
         times: list[Any] = raw_times if isinstance(raw_times, list) else []
         chunk = f" chunk {reply['chunk']}" if "chunk" in reply else ""
-        span = f", t = {_fmt(_number(times[0]))} … {_fmt(_number(times[-1]))} s" if times else ""
+        span = (f", t = {_fmt(as_number(times[0]))} … {_fmt(as_number(times[-1]))} s"
+                if times else "")
         console.print(Text(f"data{chunk}: {len(times)} rows{span}"))
         return
     if kind == "result" and series is not None:
         head = f"result {reply.get('id')}: {reply.get('status', 'ok')}"
         if series.t:
-            head += (f", {len(series.t)} rows, t = {_fmt(_number(series.t[0]))} … "
-                     f"{_fmt(_number(series.t[-1]))} s")
+            head += (f", {len(series.t)} rows, t = {_fmt(as_number(series.t[0]))} … "
+                     f"{_fmt(as_number(series.t[-1]))} s")
         console.print(Text(head))
         console.print(_summary_table(series, units or {}))
         for key in ("post", "stats"):
