@@ -3,6 +3,11 @@
 JSON only; ``acks_late`` with ``reject_on_worker_lost`` so a job whose worker
 dies is run again, and a Redis ``visibility_timeout`` longer than the hard
 time limit so a long job is never handed to a second worker while it runs.
+
+Redis as the settings say (:func:`twinctl.settings.redis_connection`): a password from
+``TWIN_REDIS_PASSWORD_FILE`` goes into the URL (Celery prints URLs with ``**`` for it),
+and ``rediss://`` gets ``broker_use_ssl`` and ``redis_backend_use_ssl`` (the
+certificate and host name checked, ``TWIN_REDIS_CA_FILE``).
 """
 
 from __future__ import annotations
@@ -11,12 +16,18 @@ import os
 
 from kombu import Queue
 
-from twinctl.settings import DEFAULT_REDIS_URL
+from twinctl.settings import SettingsError, redis_connection
 
-_redis = os.environ.get("TWIN_REDIS_URL", "").strip() or DEFAULT_REDIS_URL
+try:
+    _redis, _redis_ssl = redis_connection(os.environ)
+except SettingsError as exc:  # `twinctl worker` says it before; `celery -A tasks.app …` here
+    raise SystemExit(f"twinctl: {exc}") from None
 
 broker_url = _redis
 result_backend = _redis
+if _redis_ssl:
+    broker_use_ssl = _redis_ssl
+    redis_backend_use_ssl = _redis_ssl
 task_serializer = "json"
 result_serializer = "json"
 accept_content = ["json"]

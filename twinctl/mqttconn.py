@@ -4,9 +4,14 @@
   MQTT 3.1.1 with ``clean_session=False`` when the broker speaks only that
   (``protocol="auto"`` asks the broker once, see :func:`negotiate_protocol`);
 - TCP_NODELAY on every socket (without it a loopback round trip costs ~88 ms);
-- TLS for ``mqtts://``, user and password from the URL, a last will;
+- TLS for ``mqtts://`` (TLS 1.2+, the broker's certificate and host name checked, a CA
+  file, a client certificate), user and password, a last will: every paho client made
+  from the settings is made by :func:`new_client`;
 - reconnects in paho's background thread with capped, jittered exponential backoff
   (reset only after a successful CONNACK);
+- a refused connection (bad password, TLS handshake failure, a plain client at a TLS
+  listener) is logged as one line that says why and what to check, once per cause,
+  not once per retry (:func:`refusal_line`, :func:`failure_line`);
 - subscriptions are (re)made on every CONNACK.
 
 Foreign errors (paho's return codes, socket errors) are translated into
@@ -19,7 +24,9 @@ import logging
 import random
 import socket
 import ssl
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,12 +39,18 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from .settings import MqttEndpoint
 
-__all__ = ["MqttConnection", "MqttError", "Will", "negotiate_protocol", "PROTOCOLS"]
+__all__ = ["MqttConnection", "MqttError", "Will", "failure_line", "negotiate_protocol",
+           "new_client", "refusal_line", "PROTOCOLS"]
 
 log = logging.getLogger("twinctl.mqtt")
 
 PROTOCOLS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
 SESSION_EXPIRY = 86_400
+REPEAT_AFTER = 600.0
+"""seconds after which an unchanged connection failure is logged again (else: debug)"""
+
+_reported: dict[str, float] = {}  # connection failures logged (by this process), and when
+_reported_lock = threading.Lock()
 
 
 class MqttError(Exception):
@@ -59,12 +72,147 @@ def _nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
         pass
 
 
-def _configure(client: mqtt.Client, endpoint: MqttEndpoint) -> None:
+_insecure_warned = False
+
+
+def new_client(endpoint: MqttEndpoint, *, client_id: str = "",
+               protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5,
+               **kwargs: Any) -> mqtt.Client:
+    """A paho client for ``endpoint``: TLS for ``mqtts://`` (:meth:`MqttEndpoint.tls_context`:
+    TLS 1.2+, certificate and host name checked, CA file, client certificate), user name
+    and password, TCP_NODELAY. Every MQTT client made from the settings is made here."""
+    global _insecure_warned
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=protocol, **kwargs)
     client.on_socket_open = _nodelay
     if endpoint.username:
         client.username_pw_set(endpoint.username, endpoint.password)
     if endpoint.tls:
-        client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        client.tls_set_context(endpoint.tls_context())
+        if endpoint.tls_insecure and not _insecure_warned:
+            _insecure_warned = True
+            log.warning("TWIN_MQTT_TLS_INSECURE=1: the MQTT broker's certificate and host name "
+                        "are NOT checked (for tests and labs only)")
+    return client
+
+
+_AUTH_CODES = {4, 5, 0x86, 0x87, 0x8C}  # 3.1.1: 4, 5; MQTT 5: 0x86, 0x87, 0x8C
+_CREDENTIALS = "TWIN_MQTT_URL / TWIN_MQTT_USERNAME / TWIN_MQTT_PASSWORD / TWIN_MQTT_PASSWORD_FILE"
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def refusal_line(endpoint: MqttEndpoint, rc: ReasonCode) -> str:
+    """One line: the broker answered the CONNECT with a refusal ``rc``; why, what to check."""
+    if rc.value in _AUTH_CODES:
+        if endpoint.username:
+            hint = f"check the user name {endpoint.username!r} and its password: {_CREDENTIALS}"
+        else:
+            hint = f"no user name is set, and the broker wants one: {_CREDENTIALS}"
+    elif rc.value == 0x85 or rc.value == 2:
+        hint = "the broker does not accept this client id"
+    elif rc.value == 0x8A:
+        hint = "this client is banned by the broker"
+    else:
+        hint = "see the broker's log"
+    return (f"MQTT broker {endpoint.url} refused the connection: {_lower_first(str(rc))} "
+            f"({hint})")
+
+
+def _tls_hint(endpoint: MqttEndpoint, exc: ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        why = str(exc.verify_message or exc.reason or exc)
+        if "mismatch" in why or "hostname" in why.lower():
+            hint = (f"the broker's certificate is not made out to {endpoint.host!r}: connect "
+                    "by a name or address the certificate lists")
+        elif "expired" in why or "not yet valid" in why:
+            hint = "the broker's certificate is outside its validity dates"
+        elif endpoint.ca_file:
+            hint = f"the broker's certificate is not signed by TWIN_MQTT_CA_FILE={endpoint.ca_file}"
+        else:
+            hint = ("the broker's certificate is not signed by a CA of this system: set "
+                    "TWIN_MQTT_CA_FILE to the CA that signed it")
+        return f"certificate verify failed: {why} ({hint})"
+    reason = str(exc.reason or "").upper()
+    text = reason.lower().replace("_", " ") if reason else str(exc)
+    if "WRONG_VERSION_NUMBER" in reason or "RECORD_LAYER" in reason or "PACKET_LENGTH" in reason:
+        hint = (f"port {endpoint.port} does not speak TLS: use mqtt:// for a plain listener, "
+                "or the broker's TLS port")
+    elif "CERTIFICATE_REQUIRED" in reason or (
+            "HANDSHAKE_FAILURE" in reason and not endpoint.cert_file):
+        hint = ("the broker wants a client certificate: set TWIN_MQTT_CERT_FILE and "
+                "TWIN_MQTT_KEY_FILE")
+    elif any(k in reason for k in ("BAD_CERTIFICATE", "UNKNOWN_CA", "CERTIFICATE_UNKNOWN",
+                                   "CERTIFICATE_EXPIRED", "DECRYPT_ERROR")):
+        hint = (f"the broker refused our client certificate TWIN_MQTT_CERT_FILE="
+                f"{endpoint.cert_file}: is it signed by a CA the broker trusts, and valid?")
+    elif "PROTOCOL_VERSION" in reason or "UNSUPPORTED_PROTOCOL" in reason:
+        hint = "the broker offers no TLS 1.2 or newer"
+    elif "EOF" in reason or not reason:
+        hint = _not_tls_hint(endpoint)
+    else:
+        hint = "see the broker's log"
+    return f"{text} ({hint})"
+
+
+def _not_tls_hint(endpoint: MqttEndpoint) -> str:
+    return (f"the broker closed the connection during the handshake: is port {endpoint.port} "
+            "a TLS listener? mqtt:// is for a plain one; else see the broker's log")
+
+
+def failure_line(endpoint: MqttEndpoint, exc: BaseException) -> tuple[int, str]:
+    """(log level, one line) for a connection attempt that raised ``exc``: a TLS handshake
+    failure or a bad configuration is an ERROR, an unreachable broker a WARNING."""
+    where = f"{endpoint.host}:{endpoint.port}"
+    if isinstance(exc, ssl.SSLError):
+        return logging.ERROR, f"TLS handshake with MQTT broker {where} failed: " + _tls_hint(
+            endpoint, exc)
+    if endpoint.tls and isinstance(exc, ConnectionResetError | ConnectionAbortedError
+                                   | BrokenPipeError):  # the TCP connection was up: handshake
+        return logging.ERROR, (f"TLS handshake with MQTT broker {where} failed: "
+                               f"{exc.strerror or exc} ({_not_tls_hint(endpoint)})")
+    if isinstance(exc, ConnectionRefusedError):
+        return logging.WARNING, (f"cannot reach MQTT broker {endpoint.url}: connection refused "
+                                 "(is it running, and listening on this port?)")
+    if isinstance(exc, socket.gaierror):
+        return logging.ERROR, f"cannot reach MQTT broker {endpoint.url}: unknown host ({exc})"
+    if isinstance(exc, TimeoutError):
+        return logging.WARNING, f"cannot reach MQTT broker {endpoint.url}: no answer (timed out)"
+    if isinstance(exc, OSError):
+        return logging.WARNING, (f"cannot reach MQTT broker {endpoint.url}: "
+                                 f"{exc.strerror or exc}")
+    return logging.ERROR, f"cannot connect to MQTT broker {endpoint.url}: {exc}"
+
+
+def _closed_line(endpoint: MqttEndpoint, error: BaseException | None) -> tuple[int, str]:
+    """(level, line) when the broker closed the connection before its CONNACK."""
+    if isinstance(error, ssl.SSLError):
+        return logging.ERROR, (f"MQTT broker {endpoint.url} ended the TLS session before "
+                               f"answering: {_tls_hint(endpoint, error)}")
+    why = f": {error}" if error is not None else ""
+    if endpoint.tls:
+        hint = "see the broker's log for why"
+    else:
+        hint = ("is it a TLS listener? then use mqtts:// (and TWIN_MQTT_CA_FILE); else see the "
+                "broker's log")
+    return logging.ERROR, (f"MQTT broker {endpoint.url} closed the connection without answering "
+                           f"our CONNECT{why} ({hint})")
+
+
+class _LastError(logging.Handler):
+    """Keeps the last error paho logged on a connection (e.g. the TLS alert that ended it),
+    which paho's callbacks do not pass on; nothing is printed."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.error: BaseException | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        for arg in record.args if isinstance(record.args, tuple) else ():
+            if isinstance(arg, BaseException):
+                self.error = arg
 
 
 def negotiate_protocol(endpoint: MqttEndpoint, *, timeout: float = 5.0) -> str:
@@ -76,15 +224,13 @@ def negotiate_protocol(endpoint: MqttEndpoint, *, timeout: float = 5.0) -> str:
     """
     result: dict[str, str] = {}
     done = threading.Event()
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id=f"twinctl-probe-{uuid.uuid4().hex[:8]}",
-        protocol=mqtt.MQTTv5,
-    )
-    _configure(client, endpoint)
+    client = new_client(endpoint, client_id=f"twinctl-probe-{uuid.uuid4().hex[:8]}",
+                        protocol=mqtt.MQTTv5)
 
     def on_connect(c: mqtt.Client, u: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
         result["v"] = "3.1.1" if rc.value in (1, 0x84) else "5"
-        result["rc"] = str(rc)
+        if rc.is_failure and rc.value not in (1, 0x84):
+            result["refused"] = refusal_line(endpoint, rc)
         done.set()
 
     def on_disconnect(c: mqtt.Client, u: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
@@ -96,13 +242,13 @@ def negotiate_protocol(endpoint: MqttEndpoint, *, timeout: float = 5.0) -> str:
     try:
         client.connect(endpoint.host, endpoint.port, keepalive=10)
     except (OSError, ValueError) as exc:
-        raise MqttError(f"cannot reach the MQTT broker at {endpoint.url}: {exc}") from None
+        raise MqttError(failure_line(endpoint, exc)[1]) from None
     client.loop_start()
     try:
         if not done.wait(timeout):
             raise MqttError(f"the MQTT broker at {endpoint.url} did not answer within {timeout} s")
-        if result.get("rc") in ("Not authorized", "Bad user name or password"):
-            raise MqttError(f"the MQTT broker at {endpoint.url} refused us: {result['rc']}")
+        if "refused" in result:
+            raise MqttError(result["refused"])
     finally:
         client.disconnect()
         client.loop_stop()
@@ -159,8 +305,14 @@ class MqttConnection:
                                   "manual_ack": manual_ack}
         if not self.v5:
             kwargs["clean_session"] = not persistent
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, **kwargs)
-        _configure(self.client, endpoint)
+        self.client = new_client(endpoint, **kwargs)
+        self.client.on_socket_open = self._handle_socket_open
+        self._paho_errors = _LastError()
+        paho_log = logging.Logger(f"twinctl.mqtt.paho.{client_id}", logging.ERROR)
+        paho_log.propagate = False
+        paho_log.addHandler(self._paho_errors)
+        self.client.enable_logger(paho_log)
+        self._answered = False  # a CONNACK came on the current socket
         self.client.max_inflight_messages_set(max_inflight)
         self.client.max_queued_messages_set(0)
         self._next_delay()
@@ -170,7 +322,7 @@ class MqttConnection:
         self.client.on_disconnect = self._handle_disconnect
         self.client.on_message = self._handle_message
         self.client.on_publish = self._handle_publish
-        self.client.on_connect_fail = lambda client, userdata: self._next_delay()
+        self.client.on_connect_fail = self._handle_connect_fail
 
     # ----- lifecycle ------------------------------------------------------
     def start(self) -> None:
@@ -228,13 +380,39 @@ class MqttConnection:
         self._attempt = min(self._attempt + 1, 30)
         self.client.reconnect_delay_set(min_delay=delay, max_delay=delay)
 
+    def _report(self, level: int, line: str) -> None:
+        """Log why the connection failed: once per cause and process (the ingress's two
+        connections fail alike; again after :data:`REPEAT_AFTER` s), not once per retry;
+        the repeats go to debug."""
+        now = time.monotonic()
+        with _reported_lock:
+            first = now - _reported.get(line, -REPEAT_AFTER) >= REPEAT_AFTER
+            if first:
+                _reported[line] = now
+        log.log(level if first else logging.DEBUG, "%s; retrying", line)
+
     # ----- paho callbacks (network thread) -------------------------------
+    def _handle_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        self._answered = False
+        self._paho_errors.error = None
+        _nodelay(client, userdata, sock)
+
+    def _handle_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        # paho calls this inside its ``except OSError``: the exception is the current one
+        exc = sys.exc_info()[1]
+        self._next_delay()
+        if exc is not None and not self._stopping:
+            self._report(*failure_line(self.endpoint, exc))
+
     def _handle_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
     ) -> None:
+        self._answered = True
         if rc.is_failure:
-            log.error("MQTT broker %s refused the connection: %s", self.endpoint.url, rc)
+            self._report(logging.ERROR, refusal_line(self.endpoint, rc))
             return
+        with _reported_lock:
+            _reported.clear()  # connected: a failure after this is news again
         self._attempt = 0  # reset only after a successful CONNACK
         self._next_delay()
         for topic, qos in self._subscriptions:
@@ -253,6 +431,8 @@ class MqttConnection:
         self._next_delay()
         if was and not self._stopping:
             log.warning("lost the MQTT broker %s (%s); reconnecting", self.endpoint.url, rc)
+        elif not self._answered and not self._stopping:
+            self._report(*_closed_line(self.endpoint, self._paho_errors.error))
 
     def _handle_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if self._on_message is not None:

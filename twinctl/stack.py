@@ -167,16 +167,13 @@ class Stack:
         """Wait until the ingress is online (retained status) and a worker answers ping."""
         import paho.mqtt.client as mqtt
 
-        from .mqttconn import negotiate_protocol
+        from .mqttconn import negotiate_protocol, new_client
 
         settings = self.settings
         deadline = time.monotonic() + timeout
         online = False
         proto = negotiate_protocol(settings.mqtt)
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                             protocol=mqtt.MQTTv5 if proto == "5" else mqtt.MQTTv311)
-        if settings.mqtt.username:
-            client.username_pw_set(settings.mqtt.username, settings.mqtt.password)
+        client = new_client(settings.mqtt, protocol=mqtt.MQTTv5 if proto == "5" else mqtt.MQTTv311)
 
         def on_message(c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
             nonlocal online
@@ -203,6 +200,7 @@ class Stack:
         from celery import Celery
 
         app = Celery(broker=self.settings.redis_url)
+        app.conf.broker_use_ssl = self.settings.redis_ssl
         try:
             while True:
                 bad = self.failed()
