@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,9 @@ COMMANDS = ("ping", "describe", "run", "call", "stop", "set", "jobs",
             "put_instance", "delete_instance")
 AVAILABLE = COMMANDS
 """The commands this version answers; the others get ``not_permitted``."""
+ENVELOPE = ("id", "cmd", "ts")
+"""Fields of every command; ``ts`` (optional, the send time) is checked when commands
+are signed (:mod:`ingress.signing`)."""
 _ID_SNIFF = re.compile(rb'"id"\s*:\s*"([A-Za-z0-9._:-]{1,128})"')
 
 
@@ -37,6 +41,11 @@ class Command:
     dup: bool = False
     reply_to: str | None = None
     correlation: bytes | None = None
+    ts: Any = None
+    """the envelope's optional ``ts`` (the send time; required when commands are signed)"""
+    client: str = "anonymous"
+    """the orchestrator that sent it (MQTT 5 user property ``client``, else the response
+    topic): the jobs of one orchestrator are counted against TWIN_MAX_JOBS_PER_CLIENT"""
 
 
 class _NoFields(Schema):
@@ -106,8 +115,12 @@ def sniff_id(payload: bytes) -> str | None:
     return match.group(1).decode() if match else None
 
 
-def parse_command(payload: bytes, *, max_bytes: int) -> Command:
-    """Check one command message; raise a :class:`CommandError` on the first problem."""
+def parse_command(payload: bytes, *, max_bytes: int,
+                  allowed: Collection[str] | None = None) -> Command:
+    """Check one command message; raise a :class:`CommandError` on the first problem.
+
+    ``allowed``: the commands this deployment permits (``TWIN_ALLOW_COMMANDS``;
+    None: all); another known ``cmd`` is ``not_permitted``."""
     if len(payload) > max_bytes:
         raise TooLarge(
             f"the command has {len(payload)} bytes; this controller takes at most {max_bytes}",
@@ -158,8 +171,14 @@ def parse_command(payload: bytes, *, max_bytes: int) -> Command:
             f"{', '.join(AVAILABLE)})",
             path="cmd", request_id=rid,
         )
-    body = {k: v for k, v in data.items() if k not in ("id", "cmd")}
-    return Command(id=rid, cmd=cmd, body=body)
+    if allowed is not None and cmd not in allowed:
+        raise CommandNotPermitted(
+            f"command {cmd!r} is not permitted on this controller; its deployment allows: "
+            f"{', '.join(c for c in COMMANDS if c in allowed)}",
+            path="cmd", request_id=rid,
+        )
+    body = {k: v for k, v in data.items() if k not in ENVELOPE}
+    return Command(id=rid, cmd=cmd, body=body, ts=data.get("ts"))
 
 
 def check_fields(command: Command) -> None:

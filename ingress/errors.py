@@ -10,7 +10,10 @@ Tree::
         ├── DuplicateId         code ``duplicate_id``
         ├── Overloaded          code ``limit_exceeded``: too many jobs waiting
         ├── UnknownJob          code ``unknown_job``: ``stop``/``set`` of no such job
-        └── CommandNotPermitted code ``not_permitted``
+        ├── LimitExceeded       code ``limit_exceeded``: above a deployment limit
+        │                       (elements, steps, series, jobs of one orchestrator)
+        └── CommandNotPermitted code ``not_permitted``: outside the deployment policy
+            └── SignatureRefused  unsigned, badly signed or stale (signing on)
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from typing import Any
 from modellib.errors import CodedError
 
 __all__ = ["CommandError", "InvalidJson", "InvalidCommand", "TooLarge", "DuplicateId",
-           "CommandNotPermitted", "Overloaded", "UnknownJob"]
+           "CommandNotPermitted", "Overloaded", "UnknownJob", "LimitExceeded",
+           "SignatureRefused"]
 
 
 class CommandError(CodedError):
@@ -63,3 +67,26 @@ class Overloaded(CommandError):
 
 class UnknownJob(CommandError):
     code = "unknown_job"
+
+
+class LimitExceeded(CommandError):
+    """Above one of the deployment's limits; the reply carries ``limit`` (and, for the
+    jobs of one orchestrator, ``running``)."""
+
+    code = "limit_exceeded"
+
+    def as_reply(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {k: self.data[k] for k in ("limit", "running")
+                                 if k in self.data}
+        return {**super().as_reply(), **extra}
+
+
+class SignatureRefused(CommandNotPermitted):
+    """A command that is unsigned, badly signed, or too old (``path`` ``signature`` or
+    ``ts``). ``verified`` says whether its bytes were authentic: only then are its
+    MQTT 5 response topic and correlation data used for the refusal."""
+
+    def __init__(self, message: str, *, path: str = "signature",
+                 request_id: str | None = None, verified: bool = False) -> None:
+        super().__init__(message, path=path, request_id=request_id)
+        self.verified = verified

@@ -34,16 +34,16 @@ import paho.mqtt.client as mqtt
 import redis
 
 from instances import SHIPPED_INSTANCES, Instance, InstanceLibrary
-from modellib import describe_models, model_names
+from modellib import describe_models
 from modellib.errors import CodedError, InvalidArgument, did_you_mean
 from modellib.functions import check_call, describe_functions
 from scenario_builder import (
-    SUPPORTED_MODES,
     check_scenario,
     describe_templates,
     expand_template,
     settable_inputs,
 )
+from scenario_builder.templates import templates
 from tasks.jobboard import JobBoard
 from tasks.jobs import call as call_task
 from tasks.jobs import realtime as realtime_task
@@ -55,8 +55,10 @@ from twinctl import __version__
 from twinctl.mqttconn import MqttConnection, Will, negotiate_protocol
 from twinctl.settings import Settings
 
-from .commands import AVAILABLE, Command, check_fields, parse_command
-from .errors import DuplicateId, Overloaded, UnknownJob
+from . import limits, signing
+from .commands import Command, check_fields, parse_command, sniff_id
+from .errors import DuplicateId, LimitExceeded, Overloaded, SignatureRefused, UnknownJob
+from .policy import CLIENT_PROPERTY, Policy
 
 __all__ = ["Ingress"]
 
@@ -80,11 +82,13 @@ class Ingress:
     def __init__(self, settings: Settings, *, protocol: str | None = None) -> None:
         self.settings = settings
         self.cid = settings.controller_id
-        self.redis = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+        self.redis = redis.Redis.from_url(settings.redis_url, health_check_interval=30,
+                                          **settings.redis_options)
         self.outbox = Outbox(self.redis, ttl=settings.duplicate_ttl,
                              max_entries=settings.outbox_max)
         self.library = InstanceLibrary(settings.instances_dir, seed=SHIPPED_INSTANCES)
         self.board = JobBoard(self.redis, self.cid, ttl=settings.duplicate_ttl)
+        self.policy = Policy.from_settings(settings)
         self.protocol = protocol or settings.mqtt_protocol
         self._inbox: queue.Queue[tuple[MqttConnection, mqtt.MQTTMessage] | None] = queue.Queue()
         self._stop = threading.Event()
@@ -207,12 +211,15 @@ class Ingress:
             )
 
     def _negotiate(self) -> str:
-        delay = 0.5
+        delay, said = 0.5, ""
         while not self._stop.is_set():
             try:
                 return negotiate_protocol(self.settings.mqtt)
             except Exception as exc:  # noqa: BLE001  (any failure: wait and ask again)
-                log.warning("%s; retrying in %.0f s", exc, delay)
+                # one line per cause, not one per retry
+                log.log(logging.DEBUG if str(exc) == said else logging.ERROR,
+                        "%s; retrying", exc)
+                said = str(exc)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 30.0)
         return "5"
@@ -222,9 +229,10 @@ class Ingress:
                                   "group": self.settings.group, "ts": timestamp()}
         if state == "online":
             fields.update(
-                version=__version__, protocol=self.protocol, commands=list(AVAILABLE),
-                modes=list(SUPPORTED_MODES), models=model_names(),
-                instances=sorted(self.library.describe()),
+                version=__version__, protocol=self.protocol,
+                commands=self.policy.allowed_commands(), modes=self.policy.allowed_modes(),
+                models=self.policy.allowed_models(),
+                instances=self.policy.instance_ids(self.library.describe()),
                 queues={q: self.depths.get(q, 0) for q in self.QUEUES},
                 outbox=self.depths.get("outbox", 0),
             )
@@ -292,11 +300,28 @@ class Ingress:
         guarding first; it saves a round trip on every command.
         """
         reply_to, correlation = self._response_route(msg)
+        props = self._user_properties(msg)
+        secret = self.settings.command_secret
+        verified = secret is None
         try:
-            command = parse_command(bytes(msg.payload),
-                                    max_bytes=self.settings.max_command_bytes)
+            payload = bytes(msg.payload)
+            if len(payload) <= self.settings.max_command_bytes + 65:  # (too large: below)
+                payload = signing.verify(secret, payload, props.get(signing.SIGNATURE_PROPERTY))
+                verified = True
+            command = parse_command(payload, max_bytes=self.settings.max_command_bytes,
+                                    allowed=self.policy.commands)
+            if secret is not None:
+                signing.check_ts(command.ts, max_age=self.settings.signature_max_age,
+                                 request_id=command.id)
         except CodedError as exc:
             rid = getattr(exc, "request_id", None)
+            if isinstance(exc, SignatureRefused) and rid is None:
+                rid = sniff_id(bytes(msg.payload))
+                exc.request_id = rid
+            if not verified:
+                # the bytes are not authentic: never publish where they say (response
+                # topic), only on this controller's own topics
+                reply_to, correlation = None, None
             if rid is None:
                 self._error_without_id(exc)
             else:
@@ -308,6 +333,7 @@ class Ingress:
         command.dup = bool(msg.dup)
         command.reply_to = reply_to
         command.correlation = correlation
+        command.client = self._client_of(props, reply_to)
         try:
             check_fields(command)
             plan = self._plan(command)
@@ -347,14 +373,17 @@ class Ingress:
         if command.cmd == "run":
             self._admit()
             job = self._prepare_run(command)
+            self._check_client(command)
             return _Plan("ack", {"queue": job["queue"]}, "ack",
-                         lambda: self._enqueue(job["task"], job))
+                         lambda: self._enqueue(job["task"], job, command))
         if command.cmd == "call":
             self._admit()
             job = self._prepare_call(command)
+            self._check_client(command)
             return _Plan("ack", {"queue": job["queue"]}, "ack",
-                         lambda: self._enqueue(call_task, job))
+                         lambda: self._enqueue(call_task, job, command))
         if command.cmd == "put_instance":
+            self.policy.check_instance(body["instance"], path="instance")
             inst = self.library.check(body["instance"], path="instance")
             return _Plan("ack", {}, "ack", lambda: self._put_instance(command, inst))
         if command.cmd == "delete_instance":
@@ -373,7 +402,10 @@ class Ingress:
             return _Plan("ack", {}, "ack", lambda: self._set_inputs(command, job, values))
         raise AssertionError(f"no plan for {command.cmd!r}")  # parse_command refused it
 
-    def _enqueue(self, task: Any, job: dict[str, Any]) -> None:
+    def _enqueue(self, task: Any, job: dict[str, Any], command: Command) -> None:
+        if self.settings.max_jobs_per_client:  # counted until the job ends (JobBoard.end)
+            self._retry("counting the job", lambda: self.board.add_client_job(
+                command.client, command.id))
         self._retry("queueing the job", lambda: task.apply_async(
             args=job["args"], kwargs=job["kwargs"], queue=job["queue"],
             **job.get("options", {})))
@@ -494,12 +526,95 @@ class Ingress:
         return topic or None, corr
 
     def describe(self) -> dict[str, Any]:
-        return {"models": describe_models(), "functions": describe_functions(),
-                "instances": self.library.describe(), "templates": describe_templates()}
+        """The libraries, as far as the deployment policy allows them."""
+        return self.policy.describe(
+            {"models": describe_models(), "functions": describe_functions(),
+             "instances": self.library.describe(), "templates": describe_templates()},
+            templates())
+
+    # ----- who sent it, and how many jobs it has ------------------------------------
+    @staticmethod
+    def _user_properties(msg: mqtt.MQTTMessage) -> dict[str, str]:
+        """The MQTT 5 user properties of a message (the first value of each name)."""
+        props = getattr(msg, "properties", None)
+        out: dict[str, str] = {}
+        for item in getattr(props, "UserProperty", None) or ():
+            if isinstance(item, tuple) and len(item) == 2:
+                out.setdefault(str(item[0]), str(item[1]))
+        return out
+
+    @staticmethod
+    def _client_of(props: dict[str, str], reply_to: str | None) -> str:
+        """The orchestrator: its user property ``client``, else its response topic,
+        else ``anonymous`` (a long name is kept by its digest)."""
+        name = props.get(CLIENT_PROPERTY, "").strip() or reply_to or "anonymous"
+        if len(name) > 128:
+            name = "sha256:" + hashlib.sha256(name.encode("utf-8", "replace")).hexdigest()
+        return name
+
+    def _check_client(self, command: Command) -> None:
+        """``limit_exceeded`` when the orchestrator already has TWIN_MAX_JOBS_PER_CLIENT
+        jobs queued or running here."""
+        limit = self.settings.max_jobs_per_client
+        if not limit:
+            return
+        client = command.client
+        jobs = self._retry("counting the jobs", lambda: self.board.client_jobs(client))
+        jobs.pop(command.id, None)  # (a re-delivery of this very command)
+        if len(jobs) >= limit:
+            jobs = self._forget_finished(client, jobs)
+        if len(jobs) >= limit:
+            jobs = self._forget_lost(client, jobs)
+        if len(jobs) >= limit:
+            raise LimitExceeded(
+                f"orchestrator {client!r} already has {len(jobs)} job(s) queued or running "
+                f"on this controller, as many as one orchestrator may have "
+                f"(TWIN_MAX_JOBS_PER_CLIENT = {limit}); send this one again when one of them "
+                "has ended (`jobs` lists them)", path="cmd", running=len(jobs), limit=limit)
+
+    def _forget_finished(self, client: str, jobs: dict[str, float]) -> dict[str, float]:
+        """Jobs whose final reply is stored are over, even if their worker has not yet
+        (or never) ended them: an orchestrator may send the next job as soon as it has
+        the last one's result."""
+        rids = list(jobs)
+
+        def finals() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            for rid in rids:  # the outbox's logical keys of each request (tasks/outbox.py)
+                pipe.hexists(f"twin:{self.cid}:req:{rid}:keys", "final")
+            return list(pipe.execute())
+
+        done = [rid for rid, final in zip(rids, self._retry("reading the jobs", finals),
+                                          strict=True) if final]
+        if done:
+            self._retry("forgetting ended jobs",
+                        lambda: self.board.drop_client_jobs(client, done))
+        return {rid: at for rid, at in jobs.items() if rid not in done}
+
+    def _forget_lost(self, client: str, jobs: dict[str, float]) -> dict[str, float]:
+        """Jobs counted for ``client`` that are neither running nor waiting any more
+        (a worker died before it could end them): no longer counted. Only jobs queued
+        more than a minute ago are looked at (a job being handed to a worker is, for an
+        instant, in neither place)."""
+        old = [rid for rid, at in jobs.items() if time.time() - at > LOST_AFTER_S]
+        if not old:
+            return jobs
+        running = self._retry("reading the jobs", self.board.running)
+        waiting = {j["id"] for j in self._retry(
+            "reading the queues", lambda: self.board.queued(self.QUEUES))}
+        lost = [rid for rid in old if rid not in running and rid not in waiting]
+        if lost:
+            log.warning("orchestrator %s: %d job(s) counted but neither running nor "
+                        "waiting (lost with a worker); no longer counted", client, len(lost))
+            self._retry("forgetting lost jobs",
+                        lambda: self.board.drop_client_jobs(client, lost))
+        return {rid: at for rid, at in jobs.items() if rid not in lost}
 
     def _prepare_call(self, command: Command) -> dict[str, Any]:
         """Check a ``call`` against the function library; return the Celery job to send."""
         name, args = command.body["function"], command.body["args"]
+        self.policy.check_function(name, "function")
+        limits.check_args(args, self.settings.max_series, "args")
         check_call(name, args, path="args", function_path="function")
         reply_to = command.reply_to or self.settings.reply_topic(command.id)
         correlation = command.correlation.hex() if command.correlation else None
@@ -508,11 +623,17 @@ class Ingress:
 
     def _prepare_run(self, command: Command) -> dict[str, Any]:
         """Check a ``run`` against the libraries; return the Celery job to send."""
-        body = command.body
-        raw = (expand_template(body["template"], body["args"]) if "template" in body
-               else body["scenario"])
+        body, s = command.body, self.settings
+        template = body.get("template")
+        if template is not None:
+            limits.check_args(body["args"], s.max_series, "args")
+        raw = expand_template(template, body["args"]) if template else body["scenario"]
+        limits.check_elements(raw, s.max_elements)
+        limits.check_series(raw, s.max_series)
         scenario = self.library.resolve(raw)
+        self.policy.check_scenario(scenario, template=template)
         checked = check_scenario(scenario)
+        limits.check_steps(checked, s.max_steps)
         models = sorted({el.cls.name for el in checked.elements.values()})
         summary = f"{checked.mode}: {len(checked.elements)} element(s) {', '.join(models)}"
         reply_to = command.reply_to or self.settings.reply_topic(command.id)
@@ -555,6 +676,9 @@ def _realtime_limits(time_: dict[str, Any] | None, opts: dict[str, Any] | None) 
     soft = int(length * 1.1 + 60)
     return {"soft_time_limit": soft, "time_limit": soft + 30}
 
+
+LOST_AFTER_S = 60.0
+"""A job counted for an orchestrator may be found lost only this long after it was queued."""
 
 OPEN_ENDED_S = 10 * 365 * 86_400
 """The "time limit" of an open-ended real-time run: none in practice (Celery needs a number)."""

@@ -12,6 +12,9 @@ Keys (``{cid}`` is the controller id)::
 
     twin:{cid}:jobs          hash request id -> JSON of a running job
     twin:{cid}:steer:{id}    hash "stop" -> "1", "in:{element.port}" -> value (JSON)
+    twin:{cid}:client:{c}    sorted set request id -> time queued: the jobs of
+                             orchestrator c queued or running (TWIN_MAX_JOBS_PER_CLIENT)
+    twin:{cid}:req:{id}:client  the orchestrator of a counted job (removed by end)
     twin:{cid}:alive         sorted set request id -> time (unix s) by which a running
                              real-time job must renew its heartbeat, or it is lost
 """
@@ -93,7 +96,44 @@ class JobBoard:
         pipe.hdel(self.jobs_key, request_id)
         pipe.zrem(self.alive_key, request_id)
         pipe.delete(self.steer_key(request_id))
+        pipe.get(self.client_of_key(request_id))
+        pipe.delete(self.client_of_key(request_id))
+        client = pipe.execute()[3]
+        if client is not None:  # counted against its orchestrator (TWIN_MAX_JOBS_PER_CLIENT)
+            self.redis.zrem(self.client_key(client.decode()), request_id)
+
+    # ----- the jobs of one orchestrator (TWIN_MAX_JOBS_PER_CLIENT) ------------------
+    def client_key(self, client: str) -> str:
+        """Sorted set: request id -> when queued (unix s), of one orchestrator's jobs."""
+        return f"twin:{self.cid}:client:{client}"
+
+    def client_of_key(self, request_id: str) -> str:
+        return f"twin:{self.cid}:req:{request_id}:client"
+
+    def add_client_job(self, client: str, request_id: str) -> None:
+        """The ingress queues a job of ``client``: it counts until :meth:`end` (or, if
+        it is lost, until :meth:`drop_client_jobs` or the TTL)."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zadd(self.client_key(client), {request_id: time.time()})
+        pipe.expire(self.client_key(client), self.ttl)
+        pipe.set(self.client_of_key(request_id), client, ex=self.ttl)
         pipe.execute()
+
+    def client_jobs(self, client: str) -> dict[str, float]:
+        """The jobs of ``client`` queued or running: request id -> when queued."""
+        key = self.client_key(client)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zremrangebyscore(key, "-inf", time.time() - self.ttl)
+        pipe.zrange(key, 0, -1, withscores=True)
+        found = pipe.execute()[1]
+        return {rid.decode(): float(at) for rid, at in found}
+
+    def drop_client_jobs(self, client: str, request_ids: Iterable[str]) -> None:
+        """Stop counting jobs of ``client`` that have ended (their final reply is stored)
+        or were lost (found neither running nor waiting)."""
+        ids = list(request_ids)
+        if ids:
+            self.redis.zrem(self.client_key(client), *ids)
 
     # ----- the ingress's side -------------------------------------------------
     def running(self) -> dict[str, dict[str, Any]]:

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import redis
-from celery.exceptions import SoftTimeLimitExceeded
+from celery import signals
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from modellib.errors import CodedError
 from modellib.functions import call_function
@@ -43,7 +44,8 @@ def outbox() -> Outbox:
         url = app.conf.broker_url
         ttl = int(os.environ.get("TWIN_DUPLICATE_TTL", "86400"))
         bound = int(os.environ.get("TWIN_OUTBOX_MAX", "100000"))
-        _outbox = Outbox(redis.Redis.from_url(url), ttl=ttl, max_entries=bound)
+        ssl_options = app.conf.broker_use_ssl or {}  # rediss://: TLS as the broker's
+        _outbox = Outbox(redis.Redis.from_url(url, **ssl_options), ttl=ttl, max_entries=bound)
         _outbox_pid = os.getpid()
     return _outbox
 
@@ -86,8 +88,8 @@ def _answer(
         if board.get_stop(request_id):  # `stop` interrupts a batch job this way
             fields, rtype = {"status": "stopped", "stats": {}}, "result"
         else:
-            fields = {"code": "timeout",
-                      "message": f"the run took longer than {app.conf.task_soft_time_limit} s"}
+            fields = {"code": "timeout", "message": timeout_message(
+                info.get("task", ""), _soft_limit())}
             rtype = "error"
     except (ArithmeticError, ValueError) as exc:
         fields = {"code": "runtime_error", "message": f"the computation failed: {exc}"}
@@ -106,6 +108,66 @@ def _answer(
     ), info.get("task") == "twin.realtime")
     _persist(lambda: board.end(request_id), info.get("task") == "twin.realtime")
     return f"{rtype} seq={stored.seq}{'' if stored.new else ' (already sent)'}"
+
+
+HARD_MARGIN_S = 30
+"""The hard time limit of every task is its soft one plus this (celeryconfig, the
+ingress's limits of real-time runs)."""
+
+
+def _soft_limit() -> float:
+    """The soft time limit of the task running in this process: its own (a real-time
+    run's), else the worker's (TWIN_SOFT_TIME_LIMIT)."""
+    task = app.current_task
+    limits = getattr(getattr(task, "request", None), "timelimit", None) or (None, None)
+    return float(limits[1] or app.conf.task_soft_time_limit)
+
+
+def timeout_message(task: str, limit: float, *, killed: float | None = None) -> str:
+    """What a ``timeout`` error says: which limit stopped the job, and what to do.
+    ``killed``: the hard limit at which its process was killed (it ignored ``limit``)."""
+    if task == "twin.realtime":
+        what = (f"the real-time run was still going {limit:g} s after it started, its time "
+                "limit (its length in wall-clock time, (time.stop - time.start) / "
+                "realtime.speed, plus 10 % and 60 s)")
+        fix = ("Its ticks took longer than their period: make time.step larger or "
+               "realtime.speed smaller (or leave time.stop out and end the run with `stop`)")
+    else:
+        job = "function call" if task == "twin.call" else "run"
+        what = (f"the {job} took longer than {limit:g} s, the time limit of one job on this "
+                "controller (TWIN_SOFT_TIME_LIMIT)")
+        fix = "To make it fit, " + (
+            "call it on less data" if task == "twin.call" else
+            "make it cheaper (a shorter time span, a larger time.step, a larger "
+            "solver.max_step or looser solver.rtol/atol, fewer elements) or split it "
+            "into several shorter runs")
+        fix += "; the controller's operator may raise TWIN_SOFT_TIME_LIMIT"
+    stopped = (f"it did not stop at that limit, so its worker process was killed at "
+               f"{killed:g} s" if killed is not None else "it was stopped")
+    return f"{what}: {stopped}. {fix}."
+
+
+@signals.task_failure.connect(weak=False)
+def _killed_at_time_limit(sender: Any = None, exception: BaseException | None = None,
+                          args: Any = None, kwargs: Any = None, **_: Any) -> None:
+    """A job that ignored its soft time limit was killed at the hard one (in the worker's
+    main process): answer it ``timeout`` and end it, so it is not left unanswered."""
+    if not isinstance(exception, TimeLimitExceeded) or getattr(sender, "name", "") not in (
+            "twin.run", "twin.call", "twin.realtime"):
+        return
+    try:
+        request_id, controller, reply_to = (str(a) for a in list(args)[:3])
+        correlation = (kwargs or {}).get("correlation")
+        hard = float(exception.args[0]) if exception.args else app.conf.task_time_limit
+        outbox().put(controller=controller, request_id=request_id, key="final",
+                     rtype="error", topic=reply_to, correlation=correlation, fields={
+                         "code": "timeout",
+                         "message": timeout_message(sender.name, max(hard - HARD_MARGIN_S, 1),
+                                                    killed=hard)})
+        _board(controller).end(request_id)
+        log.error("request %s: killed at its hard time limit (%g s)", request_id, hard)
+    except Exception:  # noqa: BLE001  (a signal handler must not break the worker)
+        log.exception("a job killed at its hard time limit could not be answered")
 
 
 T = TypeVar("T")

@@ -98,7 +98,11 @@ def send_command(
         if not conn.wait_connected(min(timeout, 10.0)) or not subscribed.wait(5.0):
             exchange.timed_out = True
             return exchange
-        conn.publish(settings.cmd_topic, json.dumps(command), qos=1)
+        payload: str | bytes = json.dumps(command)
+        if settings.command_secret is not None:  # signed: "<hmac hex> <json>" with a ts
+            from ingress.signing import sign_command
+            payload = sign_command(settings.command_secret, command)
+        conn.publish(settings.cmd_topic, payload, qos=1)
         last_reply[0] = time.monotonic()
         while not done.is_set():
             left = last_reply[0] + timeout - time.monotonic()  # restarted by each reply

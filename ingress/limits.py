@@ -1,0 +1,122 @@
+"""The deployment's size limits on one command, checked before any work is queued.
+
+- ``TWIN_MAX_ELEMENTS``: elements of one scenario (path ``scenario.elements``);
+- ``TWIN_MAX_STEPS``: output rows of a dynamic run, ticks of a real-time run with a
+  ``time.stop`` (path ``scenario.time.step``);
+- ``TWIN_MAX_SERIES``: points of one series: an input ``{"t": [...], "v": [...]}``,
+  a function argument array (``args.x``, ``scenario.post[i].args.x``), a template
+  argument (path: that series).
+
+Each is ``limit_exceeded`` with the limit in the reply (``limit``). The elements and
+series are counted on the command as sent (cheap, before the scenario is built);
+the steps on the checked scenario. The jobs of one orchestrator
+(``TWIN_MAX_JOBS_PER_CLIENT``) are counted in Redis by :class:`tasks.jobboard.JobBoard`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from scenario_builder.graph import Scenario
+
+from .errors import LimitExceeded
+
+__all__ = ["check_elements", "check_series", "check_args", "check_steps", "points",
+           "run_rows"]
+
+
+def check_elements(scenario: Any, limit: int, path: str = "scenario") -> None:
+    elements = scenario.get("elements") if isinstance(scenario, dict) else None
+    if isinstance(elements, dict) and len(elements) > limit:
+        raise LimitExceeded(
+            f"the scenario has {len(elements)} elements; this controller runs at most "
+            f"{limit} in one scenario (TWIN_MAX_ELEMENTS): split it into smaller scenarios",
+            path=f"{path}.elements", limit=limit)
+
+
+def points(value: Any, limit: int) -> int:
+    """The numbers in ``value`` (nested lists counted through), stopping once above
+    ``limit`` (so a huge value costs no more than the limit)."""
+    if not isinstance(value, list):
+        return 0
+    count, stack = 0, [value]
+    while stack and count <= limit:
+        for item in stack.pop():
+            if isinstance(item, list):
+                stack.append(item)
+            else:
+                count += 1
+    return count
+
+
+def _too_long(n: int, limit: int, path: str) -> LimitExceeded:
+    shown = f"{n}" if n <= limit + 1 else f"more than {limit}"
+    return LimitExceeded(
+        f"{path} has {shown} points; this controller takes at most {limit} in one series "
+        "(TWIN_MAX_SERIES): resample it more coarsely, or split the work into several "
+        "commands", path=path, limit=limit)
+
+
+def check_args(args: Any, limit: int, path: str = "args") -> None:
+    """Every array among a call's (or a template's) arguments."""
+    if not isinstance(args, dict):
+        return
+    for name, value in args.items():
+        where = f"{path}.{name}"
+        if isinstance(value, dict):  # a series {"t", "v"} (template series arguments)
+            for key in ("t", "v"):
+                n = points(value.get(key), limit)
+                if n > limit:
+                    raise _too_long(n, limit, where)
+        elif (n := points(value, limit)) > limit:
+            raise _too_long(n, limit, where)
+
+
+def check_series(scenario: Any, limit: int, path: str = "scenario") -> None:
+    """The input series and the array arguments of ``post`` of a scenario as sent."""
+    if not isinstance(scenario, dict):
+        return
+    inputs = scenario.get("inputs")
+    if isinstance(inputs, dict):
+        for port, value in inputs.items():
+            if isinstance(value, dict):
+                for key in ("t", "v"):
+                    n = points(value.get(key), limit)
+                    if n > limit:
+                        raise _too_long(n, limit, f"{path}.inputs.{port}")
+    post = scenario.get("post")
+    if isinstance(post, list):
+        for i, call in enumerate(post):
+            if isinstance(call, dict):
+                check_args(call.get("args"), limit, f"{path}.post[{i}].args")
+
+
+def run_rows(time: dict[str, Any]) -> int:
+    """Rows of a dynamic run: start, start + step, …, and stop (a last, shorter step
+    when the span is not a multiple of the step)."""
+    start, stop, step = float(time["start"]), float(time["stop"]), float(time["step"])
+    n = math.floor((stop - start) / step + 1e-9)
+    return n + 1 + (1 if stop - (start + n * step) > 1e-9 * step else 0)
+
+
+def check_steps(scenario: Scenario, limit: int, path: str = "scenario") -> None:
+    """Output rows of a dynamic run, ticks of a real-time run that has a ``time.stop``
+    (an open-ended one runs until ``stop``)."""
+    time = scenario.time
+    if time is None or time.get("stop") is None or time.get("step") is None:
+        return
+    if scenario.mode == "dynamic":
+        n = run_rows(time)
+        what = f"the run would return {n} rows (one per time.step from time.start to time.stop)"
+    elif scenario.mode == "realtime":
+        start, stop, step = float(time["start"]), float(time["stop"]), float(time["step"])
+        n = math.floor((stop - start) / step + 1e-9) + 1
+        what = f"the real-time run would take {n} ticks (one per time.step until time.stop)"
+    else:
+        return
+    if n > limit:
+        raise LimitExceeded(
+            f"{what}; this controller allows at most {limit} steps in one run "
+            "(TWIN_MAX_STEPS): make time.step larger or the run shorter, or split it "
+            "into several runs", path=f"{path}.time.step", limit=limit)
