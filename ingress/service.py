@@ -523,7 +523,18 @@ class Ingress:
         corr = getattr(props, "CorrelationData", None) if props is not None else None
         if topic and ("#" in topic or "+" in topic):
             topic = None  # not a topic one can publish to
+        if topic and self._forbidden_response_topic(topic):
+            log.warning("response topic %r refused (a system or command topic): replying on "
+                        "the request's own reply topic", topic[:200])
+            topic = None
         return topic or None, corr
+
+    def _forbidden_response_topic(self, topic: str) -> bool:
+        """A response topic may not make the controller publish commands or system
+        messages: ``$…`` topics, and any ``…/cmd`` topic under this controller's prefix
+        (its own, a peer's, a group's)."""
+        prefix = self.settings.mqtt_prefix + "/"
+        return topic.startswith("$") or (topic.startswith(prefix) and topic.endswith("/cmd"))
 
     def describe(self) -> dict[str, Any]:
         """The libraries, as far as the deployment policy allows them."""

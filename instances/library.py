@@ -27,7 +27,9 @@ __all__ = ["Instance", "InstanceLibrary", "SHIPPED_INSTANCES"]
 SHIPPED_INSTANCES = Path(__file__).resolve().parent / "default"
 """The instance set shipped with twinctl (a small plant); it seeds a new folder."""
 
-ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+"""An instance id: it names its file, so it starts with a letter or digit (a leading
+'.' would make a hidden file that a restart does not read)."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,8 @@ def _instance_from(data: Any, where: str) -> Instance:
     iid = data.get("id")
     if not isinstance(iid, str) or not ID_RE.match(iid):
         raise InvalidInstance(
-            f"{where}.id must be 1-128 letters, digits, '.', '_' or '-'", path=f"{where}.id"
+            f"{where}.id must be 1-128 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit", path=f"{where}.id"
         )
     model = get_model(data.get("model"), path=f"{where}.model")
     params = data.get("params", {})

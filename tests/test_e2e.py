@@ -226,3 +226,18 @@ def test_the_ingress_survives_bad_input_and_still_works(orch: Orchestrator, stac
     assert stack.failed() is None
     rid = new_id("after")
     assert orch.request(pump_run(rid))[-1]["type"] == "result"
+
+
+def test_a_response_topic_cannot_make_the_controller_publish_commands(
+        orch: Orchestrator, stack: Stack) -> None:
+    """A response topic naming a command topic (this controller's, a peer's, a group's)
+    or a `$` topic is ignored: the replies go to the request's own reply topic."""
+    s = stack.settings
+    for target in (s.cmd_topic, f"{s.mqtt_prefix}/other-ctl/cmd", s.group_cmd_topic,
+                   "$SYS/x"):
+        rid = new_id("reflect")
+        orch.send({"id": rid, "cmd": "ping"}, properties=orch.response_props(target, b"c"))
+        (reply,) = orch.wait_final(rid)  # on the default reply topic
+        assert reply["type"] == "pong"
+        assert not [t for t, b, _ in orch.messages
+                    if t == target and b.get("id") == rid and "type" in b]  # no reply there
