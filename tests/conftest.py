@@ -68,8 +68,8 @@ def stack_env(redis_server: Any, mqtt_server: Any, **extra: str) -> dict[str, st
 def running_stack(env: dict[str, str], log_dir: Any, **parts: Any) -> Iterator[Stack]:
     """A stack started as a user would (``parts``: workers, realtime, flower…), ready."""
     s = Stack(env=env, quiet=True, log_dir=log_dir, **parts)
-    s.start(embedded_ok=False)
     try:
+        s.start(embedded_ok=False)  # a part that started is stopped even if another failed
         s.wait_ready(timeout=60)
         yield s
     finally:

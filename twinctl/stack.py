@@ -152,6 +152,7 @@ class Stack:
         self.procs[name] = subprocess.Popen(
             argv, env=env, stdout=out, stderr=subprocess.STDOUT if self.quiet else None,
             start_new_session=True,
+            preexec_fn=embedded.pdeathsig_preexec(),  # no orphans if this process is killed
         )
         if hasattr(out, "close"):
             out.close()  # the child holds its own copy
