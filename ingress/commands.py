@@ -22,7 +22,7 @@ from .errors import CommandNotPermitted, InvalidCommand, InvalidJson, TooLarge
 
 __all__ = ["Command", "parse_command", "check_fields", "sniff_id", "COMMANDS", "AVAILABLE", "ID_RE"]
 
-ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
 COMMANDS = ("ping", "describe", "run", "call", "stop", "set", "jobs",
             "put_instance", "delete_instance")
 AVAILABLE = COMMANDS
@@ -105,8 +105,33 @@ _SCHEMAS: dict[str, Schema] = {
 }
 
 
+def _parse_int(digits: str) -> int:
+    """A JSON integer, within the range of a double (every number here is computed
+    with as one): a larger one would overflow deep in a model instead."""
+    if len(digits.lstrip("-")) > 308:
+        raise ValueError(f"an integer of {len(digits.lstrip('-'))} digits is beyond the "
+                         "range of numbers this controller computes with (±1.8e308)")
+    return int(digits)
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity); send null")
+
+
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _refuse_lone_surrogates(data: Any, payload: bytes) -> None:
+    """An escaped surrogate is fine in a pair (an emoji as ``\\ud83d\\ude00``); alone it is
+    not a character, and nothing can store or send it as UTF-8 text."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start:exc.end].encode("utf-8", "backslashreplace").decode()
+        raise InvalidJson(
+            f"the command contains {bad!r}, an escaped UTF-16 surrogate without its pair: "
+            "it is not a Unicode character; send the character itself, or both halves of "
+            "the pair", request_id=sniff_id(payload)) from None
 
 
 def sniff_id(payload: bytes) -> str | None:
@@ -132,13 +157,15 @@ def parse_command(payload: bytes, *, max_bytes: int,
         raise InvalidJson(f"the command is not UTF-8 text (byte {exc.start} is invalid)",
                           request_id=sniff_id(payload)) from None
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        data = json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int)
     except ValueError as exc:
         raise InvalidJson(f"the command is not valid JSON: {exc}",
                           request_id=sniff_id(payload)) from None
     except RecursionError:
         raise InvalidJson("the command is nested too deeply to read",
                           request_id=sniff_id(payload)) from None
+    if _SURROGATE.search(text):
+        _refuse_lone_surrogates(data, payload)
     if not isinstance(data, dict):
         raise InvalidCommand(
             f"a command must be a JSON object like {{\"id\": \"job-1\", \"cmd\": \"ping\"}}, "

@@ -16,6 +16,7 @@ the steps on the checked scenario. The jobs of one orchestrator
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 from scenario_builder.graph import Scenario
@@ -96,8 +97,15 @@ def run_rows(time: dict[str, Any]) -> int:
     """Rows of a dynamic run: start, start + step, …, and stop (a last, shorter step
     when the span is not a multiple of the step)."""
     start, stop, step = float(time["start"]), float(time["stop"]), float(time["step"])
-    n = math.floor((stop - start) / step + 1e-9)
+    n = _whole_steps(start, stop, step)
     return n + 1 + (1 if stop - (start + n * step) > 1e-9 * step else 0)
+
+
+def _whole_steps(start: float, stop: float, step: float) -> int:
+    """Whole steps from start to stop; beyond counting (a step of 5e-324, a span of
+    2e308): as many as an int can say, so any limit refuses it."""
+    span = (stop - start) / step
+    return math.floor(span + 1e-9) if math.isfinite(span) else sys.maxsize
 
 
 def check_steps(scenario: Scenario, limit: int, path: str = "scenario") -> None:
@@ -111,7 +119,7 @@ def check_steps(scenario: Scenario, limit: int, path: str = "scenario") -> None:
         what = f"the run would return {n} rows (one per time.step from time.start to time.stop)"
     elif scenario.mode == "realtime":
         start, stop, step = float(time["start"]), float(time["stop"]), float(time["step"])
-        n = math.floor((stop - start) / step + 1e-9) + 1
+        n = _whole_steps(start, stop, step) + 1
         what = f"the real-time run would take {n} ticks (one per time.step until time.stop)"
     else:
         return

@@ -339,6 +339,18 @@ class Ingress:
             plan = self._plan(command)
         except CodedError as exc:
             plan = _Plan("error", exc.as_reply())
+        except (OverflowError, RecursionError) as exc:
+            # numbers or nesting beyond what can be computed with, deep in a command
+            plan = _Plan("error", InvalidArgument(
+                "a number in the command is too large to compute with (give finite values "
+                "within ±1.8e308)" if isinstance(exc, OverflowError) else
+                "the command is nested too deeply to check (at most ~300 levels)").as_reply())
+        except Exception:  # noqa: BLE001  (a bug must still answer the command)
+            log.exception("request %s: checking the command failed", command.id)
+            plan = _Plan("error", {
+                "code": "internal_error",
+                "message": "the controller failed while checking this command; see its "
+                           "log (it was not run)"})
         token = f"{timestamp()} {uuid.uuid4().hex}"
         stored = self._retry("storing the first reply", lambda: self.outbox.put_first(
             controller=self.cid, request_id=command.id, key=plan.key, rtype=plan.rtype,
@@ -425,25 +437,35 @@ class Ingress:
         return [{k: j[k] for k in self._SHOWN if k in j} for j in jobs]
 
     def _find_job(self, target: str) -> dict[str, Any]:
-        """A job of this controller, running or waiting; ``unknown_job`` otherwise."""
-        info = self._retry("reading the jobs", lambda: self.board.get_running(target))
-        if info is not None:
-            return {"id": target, **info}
-        for job in self._retry("reading the queues", lambda: self.board.queued(self.QUEUES)):
-            if job["id"] == target:
-                return job
+        """A job of this controller, running or waiting; ``unknown_job`` otherwise.
+
+        A job taken from its queue by a worker that has not registered it yet is
+        in neither place for a moment; a request that was acked and has no final
+        reply yet is looked for again (a few times, 20 ms apart) before refusing."""
+        for attempt in range(_FIND_ATTEMPTS):
+            info = self._retry("reading the jobs", lambda: self.board.get_running(target))
+            if info is not None:
+                return {"id": target, **info}
+            for job in self._retry("reading the queues",
+                                   lambda: self.board.queued(self.QUEUES)):
+                if job["id"] == target:
+                    return job
+            if attempt == 0:
+                keys = self._retry("reading the request", lambda: self.outbox.logical_keys(
+                    self.cid, target))
+                if "ack" not in keys or "final" in keys:
+                    break  # not a job in flight: no need to look again
+            time.sleep(0.02)
         raise UnknownJob(
             f"no job {target!r} is running or waiting on this controller (it may have "
             "ended already; `jobs` lists those that are)", path="target")
 
     def _stop_job(self, command: Command, job: dict[str, Any]) -> None:
         target = job["id"]
+        # the job looks at the flag: a real-time loop every tick, a dynamic run every
+        # 0.2 s of integration, a waiting job when a worker takes it (no signals: a
+        # signal can land in the wrong job or in the storing of a reply)
         self._retry("storing the stop", lambda: self.board.request_stop(target))
-        if job["state"] == "running" and job.get("task") in ("twin.run", "twin.call") \
-                and job.get("celery_id"):
-            # a batch job has no ticks to look at its flag: interrupt it (it answers
-            # `stopped` when it finds the flag)
-            run_task.app.control.revoke(job["celery_id"], terminate=True, signal="SIGUSR1")
         self._final(command, "result", {"status": "ok", "target": target,
                                          "state": job["state"]})
 
@@ -690,6 +712,8 @@ def _realtime_limits(time_: dict[str, Any] | None, opts: dict[str, Any] | None) 
 
 LOST_AFTER_S = 60.0
 """A job counted for an orchestrator may be found lost only this long after it was queued."""
+
+_FIND_ATTEMPTS = 10
 
 OPEN_ENDED_S = 10 * 365 * 86_400
 """The "time limit" of an open-ended real-time run: none in practice (Celery needs a number)."""

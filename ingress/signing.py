@@ -40,7 +40,7 @@ __all__ = ["SIGNATURE_PROPERTY", "sign", "signed_payload", "sign_command", "spli
 SIGNATURE_PROPERTY = "signature"
 """The MQTT 5 user property that carries the signature."""
 
-_HEX64 = re.compile(rb"^[0-9A-Fa-f]{64}$")
+_HEX64 = re.compile(rb"^[0-9A-Fa-f]{64}\Z")
 _HOW = ("put hex(HMAC-SHA256(secret, payload bytes)) in the MQTT 5 user property "
         "'signature', or send '<64 hex digits> <command JSON>' (the signature of the "
         "JSON's bytes, one space, the JSON)")

@@ -27,7 +27,7 @@ __all__ = ["Instance", "InstanceLibrary", "SHIPPED_INSTANCES"]
 SHIPPED_INSTANCES = Path(__file__).resolve().parent / "default"
 """The instance set shipped with twinctl (a small plant); it seeds a new folder."""
 
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 """An instance id: it names its file, so it starts with a letter or digit (a leading
 '.' would make a hidden file that a restart does not read)."""
 
@@ -83,6 +83,9 @@ def _instance_from(data: Any, where: str) -> Instance:
             f"{where}.id must be 1-128 letters, digits, '.', '_' or '-', starting with a "
             "letter or digit", path=f"{where}.id"
         )
+    if not isinstance(data.get("model"), str):
+        raise InvalidInstance(f"{where}.model must be the name of a model of the library, "
+                              "e.g. \"CentrifugalPump\"", path=f"{where}.model")
     model = get_model(data.get("model"), path=f"{where}.model")
     params = data.get("params", {})
     model.load_params(params, path=f"{where}.params")  # raises with the field named

@@ -8,6 +8,7 @@ from .errors import (
     InvalidScenario,
     LimitExceeded,
     NotPermitted,
+    RunStopped,
     ScenarioError,
     ScenarioRuntimeError,
     UnknownTemplate,
@@ -19,7 +20,7 @@ from .static import solve_static
 from .templates import describe_templates, expand_template
 
 __all__ = [
-    "InvalidScenario", "NotPermitted", "ScenarioError", "ScenarioRuntimeError",
+    "InvalidScenario", "NotPermitted", "RunStopped", "ScenarioError", "ScenarioRuntimeError",
     "Scenario", "build_scenario", "check_scenario", "run_scenario", "solve_static",
     "SUPPORTED_MODES", "simulate", "LimitExceeded", "UnknownTemplate", "describe_templates",
     "expand_template", "Poll", "Steering", "run_realtime", "settable_inputs",

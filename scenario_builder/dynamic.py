@@ -37,7 +37,7 @@ from scipy import integrate, optimize
 from modellib import Model
 from modellib.errors import ModelRuntimeError
 
-from .errors import LimitExceeded, ScenarioRuntimeError
+from .errors import LimitExceeded, RunStopped, ScenarioRuntimeError
 from .graph import Element, Port, Scenario, _components
 
 __all__ = ["simulate", "check_rows", "March", "MAX_ROWS", "MAX_SEGMENTS"]
@@ -93,9 +93,15 @@ def _batch(members: list[Element], column: bool) -> Model:
     return batch
 
 
+STOP_POLL_S = 0.2
+"""How often (wall-clock seconds) a long dynamic run asks whether it should stop."""
+
+
 class _Engine:
-    def __init__(self, sc: Scenario) -> None:
+    def __init__(self, sc: Scenario, should_stop: Callable[[], bool] | None = None) -> None:
         self.sc = sc
+        self.should_stop = should_stop
+        self._polled = _time.perf_counter()
         self.elements = sc.elements
         # ---- the signal vector: external inputs, then every output port
         index: dict[Port, int] = {}
@@ -302,6 +308,8 @@ class _Engine:
 
     def rhs(self, t: float, x: np.ndarray) -> np.ndarray:
         self.nfev += 1
+        if self.should_stop is not None and self.nfev % 256 == 0:
+            self._poll_stop(t)
         s = self.evaluate(t, x)
         dx = np.empty(self.n_states)
         for blk in self.dynamic:
@@ -309,6 +317,14 @@ class _Engine:
             for k, sl in blk.states.items():
                 dx[sl] = d[k]
         return dx
+
+    def _poll_stop(self, t: float) -> None:
+        now = _time.perf_counter()
+        if now - self._polled >= STOP_POLL_S:
+            self._polled = now
+            assert self.should_stop is not None
+            if self.should_stop():
+                raise RunStopped(t)
 
     # ------------------------------------------------------------ events, samples
     def event_functions(self, t: float, x: np.ndarray) -> list[tuple[Callable[..., float],
@@ -460,12 +476,13 @@ def _rows(index: np.ndarray) -> slice | np.ndarray:
 def check_rows(time: dict[str, Any]) -> int:
     """The number of output rows; ``limit_exceeded`` above :data:`MAX_ROWS`."""
     start, stop, step = float(time["start"]), float(time["stop"]), float(time["step"])
-    rows = math.floor((stop - start) / step + 1e-9) + 2
+    span = (stop - start) / step
+    rows = math.floor(span + 1e-9) + 2 if math.isfinite(span) else math.inf
     if rows > MAX_ROWS:
         raise LimitExceeded(
-            f"the run would return about {rows} rows; at most {MAX_ROWS} are allowed: "
+            f"the run would return about {rows:.3g} rows; at most {MAX_ROWS} are allowed: "
             "make time.step larger or the run shorter", path="scenario.time.step")
-    return rows
+    return int(rows)
 
 
 def _grid(time: dict[str, Any]) -> np.ndarray:
@@ -498,9 +515,9 @@ class March:
     mode advances once over the whole grid; the real-time loop once per tick.
     """
 
-    def __init__(self, sc: Scenario) -> None:
+    def __init__(self, sc: Scenario, should_stop: Callable[[], bool] | None = None) -> None:
         assert sc.time is not None
-        self.eng = _Engine(sc)
+        self.eng = _Engine(sc, should_stop)
         self.opts = _solver_options(sc)
         self.t0 = self.t = float(sc.time["start"])
         self.x = np.array(self.eng.x0, dtype=float)
@@ -600,12 +617,15 @@ class March:
                 "events": self.events, "samples": self.samples}
 
 
-def simulate(sc: Scenario) -> dict[str, Any]:
-    """Simulate ``sc`` from ``time.start`` to ``time.stop``; return ``t``, ``values``, ``stats``."""
+def simulate(sc: Scenario, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """Simulate ``sc`` from ``time.start`` to ``time.stop``; return ``t``, ``values``, ``stats``.
+
+    ``should_stop``, when given, is asked every :data:`STOP_POLL_S` seconds of a long
+    integration; when it says yes the run ends with :class:`RunStopped`."""
     started = _time.perf_counter()
     assert sc.time is not None
     grid = _grid(sc.time)
-    march = March(sc)
+    march = March(sc, should_stop)
     rows = [march.eng.port_index(port) for port in sc.outputs]
     s_out = np.empty((len(rows), len(grid)))
     recorded = march.advance(float(grid[-1]), grid, rows, s_out)

@@ -12,6 +12,9 @@ Tree::
 
 Errors of the model library (``unknown_model``, ``missing_argument``,
 ``invalid_argument``) pass through unchanged, with the scenario path.
+
+:class:`RunStopped` is not an error: a run whose ``should_stop`` said yes ends
+with it, and its caller answers ``status: "stopped"``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 from modellib.errors import CodedError
 
 __all__ = ["ScenarioError", "InvalidScenario", "NotPermitted", "LimitExceeded",
-           "UnknownTemplate", "ScenarioRuntimeError"]
+           "UnknownTemplate", "ScenarioRuntimeError", "RunStopped"]
 
 
 class ScenarioError(CodedError):
@@ -44,3 +47,11 @@ class UnknownTemplate(ScenarioError):
 
 class ScenarioRuntimeError(ScenarioError):
     code = "runtime_error"
+
+
+class RunStopped(Exception):  # noqa: N818  (an outcome, not an error)
+    """A dynamic run was asked to stop (its ``should_stop`` said yes) at ``t``."""
+
+    def __init__(self, t: float) -> None:
+        super().__init__(f"stopped at t = {t:g} s")
+        self.t = t

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .dynamic import check_rows, simulate
@@ -31,7 +32,7 @@ def check_scenario(data: Any) -> Scenario:
     return scenario
 
 
-def run_scenario(data: Any) -> dict[str, Any]:
+def run_scenario(data: Any, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Check and run a static or dynamic scenario; return the fields of its ``result``
     reply. (A real-time run needs steering: :func:`scenario_builder.realtime.run_realtime`.)"""
     scenario = check_scenario(data)
@@ -39,7 +40,7 @@ def run_scenario(data: Any) -> dict[str, Any]:
         raise NotPermitted("a realtime scenario runs through run_realtime, with steering",
                            path="scenario.mode")
     if scenario.mode == "dynamic":
-        result = simulate(scenario)
+        result = simulate(scenario, should_stop)
         if scenario.post:
             result["post"] = run_post(scenario, result["values"], result["t"])
     else:

@@ -13,7 +13,7 @@ from modellib.validation import StrictString, first_error
 
 __all__ = ["ScenarioSchema", "parse_scenario", "NAME_RE", "MODES", "POLICIES"]
 
-NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}\Z")
 MODES = ("static", "dynamic", "realtime")
 
 

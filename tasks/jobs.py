@@ -21,7 +21,13 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from modellib.errors import CodedError
 from modellib.functions import call_function
-from scenario_builder import check_scenario, run_realtime, run_scenario, settable_inputs
+from scenario_builder import (
+    RunStopped,
+    check_scenario,
+    run_realtime,
+    run_scenario,
+    settable_inputs,
+)
 
 from .app import app
 from .jobboard import JobBoard
@@ -82,15 +88,14 @@ def _answer(
         else:
             fields = compute()
         rtype = "result"
+    except RunStopped as stop:  # `stop`, seen by a long dynamic run while it ran
+        fields, rtype = {"status": "stopped", "t": stop.t, "stats": {}}, "result"
     except CodedError as exc:
         fields, rtype = exc.as_reply(), "error"
     except SoftTimeLimitExceeded:
-        if board.get_stop(request_id):  # `stop` interrupts a batch job this way
-            fields, rtype = {"status": "stopped", "stats": {}}, "result"
-        else:
-            fields = {"code": "timeout", "message": timeout_message(
-                info.get("task", ""), _soft_limit())}
-            rtype = "error"
+        fields = {"code": "timeout", "message": timeout_message(
+            info.get("task", ""), _soft_limit())}
+        rtype = "error"
     except (ArithmeticError, ValueError) as exc:
         fields = {"code": "runtime_error", "message": f"the computation failed: {exc}"}
         rtype = "error"
@@ -181,6 +186,8 @@ def _persist(store: Callable[[], T], wait: bool, timeout: float = 600.0) -> T:
     while True:
         try:
             return store()
+        except SoftTimeLimitExceeded:
+            continue  # the time limit fired while storing: the answer is ready, store it
         except (redis.ConnectionError, redis.TimeoutError):
             if not wait or time.monotonic() > deadline:
                 raise
@@ -230,7 +237,9 @@ def run(
     deployment's ``TWIN_MAX_RESULT_ROWS``.
     """
     def compute() -> dict[str, Any]:
-        return stream_rows(run_scenario(scenario), max_rows=max_rows, request_id=request_id,
+        board = _board(controller)
+        result = run_scenario(scenario, should_stop=lambda: board.get_stop(request_id))
+        return stream_rows(result, max_rows=max_rows, request_id=request_id,
                            controller=controller, reply_to=reply_to, correlation=correlation)
 
     return _answer(compute, request_id=request_id, controller=controller, reply_to=reply_to,

@@ -58,7 +58,13 @@ def encode_json(fields: dict[str, Any]) -> str:
     clean = _clean({k: v for k, v in fields.items() if k != "warnings"}, "", warnings)
     if warnings:
         clean["warnings"] = warnings
-    return json.dumps(clean, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    text = json.dumps(clean, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: only an escape can carry it
+            text = json.dumps(clean, separators=(",", ":"), allow_nan=False)
+    return text
 
 
 def envelope_parts(
