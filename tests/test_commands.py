@@ -103,3 +103,24 @@ def test_run_fields() -> None:
 def test_sniff_id_only_reads_a_well_formed_id() -> None:
     assert sniff_id(b'{"cmd":"x","id" : "abc-1"') == "abc-1"
     assert sniff_id(b'{"id": "has space"}') is None
+
+
+@pytest.mark.parametrize("payload", [
+    '{"id": "abc\\n", "cmd": "ping"}',  # `$` would match before a final newline
+    '{"id": "x", "cmd": "ping\\n"}',
+])
+def test_a_trailing_newline_is_not_part_of_a_valid_id_or_cmd(payload: str) -> None:
+    assert err(payload).code == "invalid_command"
+
+
+def test_integers_beyond_a_double_and_lone_surrogates_are_invalid_json() -> None:
+    e = err('{"id": "x", "cmd": "ping", "a": 1' + "0" * 400 + "}")
+    assert e.code == "invalid_json" and "401 digits" in e.message and e.request_id == "x"
+    e = err('{"id": "x", "cmd": "ping", "\\udc80": 1}')
+    assert e.code == "invalid_json" and "surrogate" in e.message and e.request_id == "x"
+    ok = parse_command(b'{"id": "x", "cmd": "ping", "a": 1' + b"0" * 300 + b"}",
+                       max_bytes=MAX)
+    assert ok.body["a"] == 10 ** 300
+    paired = parse_command(b'{"id": "x", "cmd": "ping", "s": "\\ud83d\\ude00"}',
+                           max_bytes=MAX)
+    assert paired.body["s"] == "\U0001F600"

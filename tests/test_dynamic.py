@@ -205,3 +205,31 @@ def test_templates_expand_with_checked_arguments() -> None:
             expand_template(name, args)
         assert (info.value.code, info.value.path) == (code, path)
         assert len(info.value.message) > 20
+
+
+@pytest.mark.parametrize("time", [
+    {"start": 0, "stop": 1, "step": 5e-324},       # (stop - start) / step overflows
+    {"start": -1e308, "stop": 1e308, "step": 1.0},  # stop - start overflows
+])
+def test_a_grid_beyond_counting_is_limit_exceeded(time: dict[str, float]) -> None:
+    with pytest.raises(CodedError) as info:
+        run_scenario(dyn({"lag": {"model": "FirstOrderLag",
+                                  "params": {"time_constant": 1.0}}},
+                         0, 1, inputs={"lag.u": 1.0}) | {"time": time})
+    assert (info.value.code, info.value.path) == ("limit_exceeded", "scenario.time.step")
+
+
+def test_a_long_run_stops_when_asked() -> None:
+    from scenario_builder import RunStopped
+
+    asked: list[float] = []
+
+    def should_stop() -> bool:
+        asked.append(0.0)
+        return len(asked) >= 2
+
+    scenario = dyn({"lag": {"model": "FirstOrderLag", "params": {"time_constant": 1.0}}},
+                   1e5, 1000, inputs={"lag.u": 1.0}, solver={"max_step": 1e-3})
+    with pytest.raises(RunStopped) as info:
+        run_scenario(scenario, should_stop=should_stop)  # would take hours
+    assert len(asked) == 2 and 0 < info.value.t < 1e5

@@ -102,3 +102,16 @@ def test_a_crash_while_writing_leaves_the_old_file(tmp_path: Path, monkeypatch: 
         lib.put({**json.loads(old), "description": "half-written?"})
     assert target.read_bytes() == old
     assert not list((tmp_path / "lib").glob(".*"))
+
+
+@pytest.mark.parametrize(("data", "path"), [
+    ({"id": "P-1\n", "model": "Pipe", "params": {}}, "instance.id"),
+    ({"id": ".hidden", "model": "Pipe", "params": {}}, "instance.id"),
+    ({"id": "P-1", "model": ["Pipe"], "params": {}}, "instance.model"),
+])
+def test_instance_ids_and_models_that_cannot_be_files_or_names(
+        tmp_path: Path, data: dict[str, Any], path: str) -> None:
+    lib = InstanceLibrary(tmp_path / "lib")
+    with pytest.raises(CodedError) as info:
+        lib.check(data)
+    assert (info.value.code, info.value.path) == ("invalid_argument", path)

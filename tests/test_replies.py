@@ -39,3 +39,11 @@ def test_envelope_splices_seq() -> None:
 
 def test_timestamp_is_utc_with_milliseconds() -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", timestamp())
+
+
+def test_a_lone_surrogate_is_sent_escaped_not_lost() -> None:
+    from tasks.replies import encode_json
+
+    text = encode_json({"message": "bad key '\udc80'", "unit": "m³"})
+    assert text.encode("utf-8")  # storable and sendable
+    assert json.loads(text)["message"] == "bad key '\udc80'"
