@@ -48,7 +48,7 @@ from tasks.jobboard import JobBoard
 from tasks.jobs import call as call_task
 from tasks.jobs import realtime as realtime_task
 from tasks.jobs import run as run_task
-from tasks.outbox import Outbox, outbox_stream
+from tasks.outbox import Outbox, Stored, outbox_stream
 from tasks.publisher import Publisher
 from tasks.replies import encode_json, timestamp
 from twinctl import __version__
@@ -325,10 +325,13 @@ class Ingress:
             if rid is None:
                 self._error_without_id(exc)
             else:
-                # keyed by the message's bytes: a re-delivery of it is not answered twice
-                digest = hashlib.sha1(msg.payload).hexdigest()
-                self._reply(rid, f"rejected:{digest}", "error", exc.as_reply(),
-                            reply_to, correlation)
+                # keyed by the message's bytes: a QoS 1 re-delivery of it is not answered
+                # twice; the same bytes sent again (not a re-delivery) are answered again
+                key = f"rejected:{hashlib.sha1(msg.payload).hexdigest()}"
+                first = self._reply(rid, key, "error", exc.as_reply(), reply_to, correlation)
+                if not first.new and not msg.dup:
+                    self._reply(rid, f"{key}:{uuid.uuid4().hex}", "error", exc.as_reply(),
+                                reply_to, correlation)
             return rid, None, exc.code
         command.dup = bool(msg.dup)
         command.reply_to = reply_to
@@ -684,10 +687,10 @@ class Ingress:
     # ----- replies -----------------------------------------------------------
     def _reply(self, rid: str, key: str, rtype: str, fields: dict[str, Any],
                reply_to: str | None, correlation: bytes | None, *,
-               correlation_hex: str | None = None) -> None:
+               correlation_hex: str | None = None) -> Stored:
         topic = reply_to or self.settings.reply_topic(rid)
         corr = correlation.hex() if correlation else correlation_hex
-        self._retry("storing a reply", lambda: self.outbox.put(
+        return self._retry("storing a reply", lambda: self.outbox.put(
             controller=self.cid, request_id=rid, key=key, rtype=rtype, fields=fields,
             topic=topic, correlation=corr,
         ))

@@ -84,13 +84,21 @@ def stack(redis_server: Any, mqtt_server: Any, tmp_path_factory: Any) -> Iterato
         yield s
 
 
+@contextmanager
+def orchestrator_of(stack: Stack) -> Iterator[Orchestrator]:
+    """A test orchestrator on ``stack``'s broker, prefix and controller."""
+    s = stack.settings
+    o = Orchestrator(s.mqtt.host, s.mqtt.port, s.mqtt_prefix, s.controller_id)
+    try:
+        yield o
+    finally:
+        o.close()
+
+
 @pytest.fixture()
 def orch(stack: Stack, mqtt_server: Any) -> Iterator[Orchestrator]:
-    settings = stack.settings
-    o = Orchestrator(settings.mqtt.host, settings.mqtt.port, settings.mqtt_prefix,
-                     settings.controller_id)
-    yield o
-    o.close()
+    with orchestrator_of(stack) as o:
+        yield o
 
 
 def new_id(prefix: str = "t") -> str:

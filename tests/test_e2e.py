@@ -241,3 +241,15 @@ def test_a_response_topic_cannot_make_the_controller_publish_commands(
         assert reply["type"] == "pong"
         assert not [t for t, b, _ in orch.messages
                     if t == target and b.get("id") == rid and "type" in b]  # no reply there
+
+
+def test_the_same_broken_command_sent_twice_is_answered_twice(orch: Orchestrator) -> None:
+    """A refusal is keyed by the message's bytes so that a QoS 1 re-delivery is not
+    answered twice; the same bytes sent again by the orchestrator are a new message."""
+    rid = new_id("twice")
+    payload = '{"id": "' + rid + '", "cmd": "ping", "n": NaN}'
+    orch.send(payload)
+    orch.wait_final(rid)
+    orch.send(payload)
+    replies = orch.wait_final(rid, count=2)
+    assert [(r["seq"], r["code"]) for r in replies] == [(0, "invalid_json"), (1, "invalid_json")]

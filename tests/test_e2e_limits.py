@@ -24,7 +24,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from tests.conftest import new_id, stack_env
+from tests.conftest import new_id, orchestrator_of, running_stack, stack_env
 from tests.orchestrator import Orchestrator
 from twinctl.stack import Stack
 
@@ -45,23 +45,15 @@ POLICY = {
 
 @pytest.fixture(scope="module")
 def limited(redis_server: Any, mqtt_server: Any, tmp_path_factory: Any) -> Iterator[Stack]:
-    env = stack_env(redis_server, mqtt_server, **POLICY)
-    stack = Stack(env=env, workers=2, realtime=0, quiet=True,
-                  log_dir=tmp_path_factory.mktemp("limits-logs"))
-    stack.start(embedded_ok=False)
-    try:
-        stack.wait_ready(60)
+    with running_stack(stack_env(redis_server, mqtt_server, **POLICY),
+                       tmp_path_factory.mktemp("limits-logs"), workers=2) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture()
 def orch(limited: Stack) -> Iterator[Orchestrator]:
-    s = limited.settings
-    o = Orchestrator(s.mqtt.host, s.mqtt.port, s.mqtt_prefix, s.controller_id)
-    yield o
-    o.close()
+    with orchestrator_of(limited) as o:
+        yield o
 
 
 def as_client(name: str) -> Properties:

@@ -61,7 +61,7 @@ from hypothesis import strategies as st
 
 from modellib import describe_models
 from modellib.functions import describe_functions
-from tests.conftest import stack_env
+from tests.conftest import running_stack, stack_env
 from tests.test_e2e import pump_run
 from twinctl.stack import Stack
 
@@ -1437,14 +1437,9 @@ def edge_cases() -> list[Case]:
 def fuzz_stack(redis_server: Any, mqtt_server: Any, tmp_path_factory: Any) -> Iterator[Stack]:
     env = stack_env(redis_server, mqtt_server, TWIN_MAX_COMMAND_BYTES=str(MAX_BYTES),
                     TWIN_MAX_RESULT_ROWS="1000")
-    stack = Stack(env=env, workers=2, realtime=2, quiet=True,
-                  log_dir=tmp_path_factory.mktemp("fuzz-logs"))
-    stack.start(embedded_ok=False)
-    try:
-        stack.wait_ready(60)
+    with running_stack(env, tmp_path_factory.mktemp("fuzz-logs"), workers=2,
+                       realtime=2) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.mark.timeout(600)

@@ -30,7 +30,7 @@ from ingress.signing import (
     split_signature,
     verify,
 )
-from tests.conftest import new_id, stack_env
+from tests.conftest import new_id, orchestrator_of, running_stack, stack_env
 from tests.orchestrator import Orchestrator
 from twinctl.settings import SettingsError, load_settings
 from twinctl.stack import Stack
@@ -180,22 +180,14 @@ def signed_stack(redis_server: Any, mqtt_server: Any,
                  tmp_path_factory: Any) -> Iterator[Stack]:
     env = stack_env(redis_server, mqtt_server, TWIN_COMMAND_SECRET=SECRET.decode(),
                     TWIN_SIGNATURE_MAX_AGE="60")
-    stack = Stack(env=env, workers=1, realtime=0, quiet=True,
-                  log_dir=tmp_path_factory.mktemp("signed-logs"))
-    stack.start(embedded_ok=False)
-    try:
-        stack.wait_ready(60)
+    with running_stack(env, tmp_path_factory.mktemp("signed-logs"), workers=1) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture()
 def sorch(signed_stack: Stack) -> Iterator[Orchestrator]:
-    s = signed_stack.settings
-    o = Orchestrator(s.mqtt.host, s.mqtt.port, s.mqtt_prefix, s.controller_id)
-    yield o
-    o.close()
+    with orchestrator_of(signed_stack) as o:
+        yield o
 
 
 def _props(signature: str | None = None, response_topic: str | None = None) -> Properties:

@@ -83,17 +83,7 @@ def send_command(
             if reply.get("type") in FINAL_TYPES:
                 done.set()
 
-    protocol = settings.mqtt_protocol
-    if protocol == "auto":
-        protocol = negotiate_protocol(settings.mqtt)
-    subscribed = threading.Event()
-    conn = MqttConnection(
-        endpoint=settings.mqtt, client_id=f"twinctl-cli-{uuid.uuid4().hex[:8]}",
-        protocol=protocol, persistent=False,
-        subscriptions=[(settings.reply_topic(rid), 1)], on_message=on_message,
-    )
-    conn.client.on_subscribe = lambda *a: subscribed.set()
-    conn.start()
+    conn, subscribed = _listen(settings, "twinctl-cli", settings.reply_topic(rid), on_message)
     try:
         if not conn.wait_connected(min(timeout, 10.0)) or not subscribed.wait(5.0):
             exchange.timed_out = True
@@ -113,6 +103,24 @@ def send_command(
     finally:
         conn.stop()
     return exchange
+
+
+def _listen(settings: Settings, name: str, topic: str,
+            on_message: Callable[[mqtt.MQTTMessage], None]) -> tuple[MqttConnection,
+                                                                    threading.Event]:
+    """A started, non-persistent connection subscribed to ``topic``, and the event
+    set when the broker has confirmed the subscription."""
+    protocol = settings.mqtt_protocol
+    if protocol == "auto":
+        protocol = negotiate_protocol(settings.mqtt)
+    subscribed = threading.Event()
+    conn = MqttConnection(
+        endpoint=settings.mqtt, client_id=f"{name}-{uuid.uuid4().hex[:8]}",
+        protocol=protocol, persistent=False, subscriptions=[(topic, 1)], on_message=on_message,
+    )
+    conn.client.on_subscribe = lambda *a: subscribed.set()
+    conn.start()
+    return conn, subscribed
 
 
 def read_status(settings: Settings, *, wait: float = 1.5) -> dict[str, dict[str, Any]]:
@@ -135,16 +143,7 @@ def read_status(settings: Settings, *, wait: float = 1.5) -> dict[str, dict[str,
             with lock:
                 statuses[msg.topic.split("/")[-2]] = status
 
-    protocol = settings.mqtt_protocol
-    if protocol == "auto":
-        protocol = negotiate_protocol(settings.mqtt)
-    subscribed = threading.Event()
-    conn = MqttConnection(
-        endpoint=settings.mqtt, client_id=f"twinctl-status-{uuid.uuid4().hex[:8]}",
-        protocol=protocol, persistent=False, subscriptions=[(topic, 1)], on_message=on_message,
-    )
-    conn.client.on_subscribe = lambda *a: subscribed.set()
-    conn.start()
+    conn, subscribed = _listen(settings, "twinctl-status", topic, on_message)
     try:
         if not conn.wait_connected(10.0) or not subscribed.wait(5.0):
             raise MqttError(f"could not subscribe to {topic} on {settings.mqtt.url}")

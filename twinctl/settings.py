@@ -49,8 +49,8 @@ from urllib.parse import quote, unquote, urlsplit
 __all__ = ["MqttEndpoint", "Settings", "SettingsError", "load_settings", "redis_connection",
            "redis_ssl_options"]
 
-NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-PREFIX_RE = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")
+PREFIX_RE = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*\Z")
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
