@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 __all__ = [
+    "ERROR_CODES",
     "CodedError",
     "ModelLibError",
     "UnknownModel",
@@ -30,6 +31,15 @@ __all__ = [
     "ModelRuntimeError",
     "did_you_mean",
 ]
+
+
+ERROR_CODES = (
+    "invalid_json", "invalid_command", "too_large", "duplicate_id", "not_permitted",
+    "unknown_model", "unknown_function", "unknown_instance", "unknown_template",
+    "missing_argument", "invalid_argument", "invalid_scenario", "unknown_job",
+    "limit_exceeded", "runtime_error", "timeout", "internal_error",
+)
+"""Every error code of the protocol (PROTOCOL.md, "Errors"); the controller sends no other."""
 
 
 class CodedError(Exception):
