@@ -160,7 +160,7 @@ class JobBoard:
                 continue
             if routing_key not in queues:
                 continue
-            job = _decode_message(json.dumps(message), routing_key)
+            job = _job_of(message, routing_key)
             if job is not None and job["controller"] == self.cid:
                 out.append(job)
         return out
@@ -188,7 +188,14 @@ class JobBoard:
 def _decode_message(raw: Any, queue: str) -> dict[str, Any] | None:
     """A job from a kombu message in a Redis list, or None if it is not one of ours."""
     try:
-        msg = json.loads(raw)
+        return _job_of(json.loads(raw), queue)
+    except ValueError:
+        return None
+
+
+def _job_of(msg: Any, queue: str) -> dict[str, Any] | None:
+    """A job from a parsed kombu message, or None if it is not one of ours."""
+    try:
         headers = msg.get("headers") or {}
         body = msg["body"]
         if msg.get("properties", {}).get("body_encoding") == "base64":
@@ -203,6 +210,5 @@ def _decode_message(raw: Any, queue: str) -> dict[str, Any] | None:
         if task in ("twin.run", "twin.realtime") and len(args) > 3:
             job["scenario"] = args[3]
         return job
-    except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
         return None
-

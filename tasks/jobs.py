@@ -79,8 +79,7 @@ def _answer(
     """Register the job, run ``compute`` and store its result, or the error it raised,
     as the final reply. A job stopped before it started is not run."""
     board = _board(controller)
-    stopped_early = board.begin(request_id, {**info, "reply_to": reply_to,
-                                             "correlation": correlation})
+    stopped_early = board.begin(request_id, info)
     started = time.perf_counter()
     try:
         if stopped_early:
@@ -107,11 +106,12 @@ def _answer(
     if rtype == "result":
         fields.setdefault("stats", {})["run_ms"] = round(
             (time.perf_counter() - started) * 1000, 3)
+    realtime = info["task"] == "twin.realtime"
     stored = _persist(lambda: outbox().put(
         controller=controller, request_id=request_id, key="final", rtype=rtype,
         fields=fields, topic=reply_to, correlation=correlation,
-    ), info.get("task") == "twin.realtime")
-    _persist(lambda: board.end(request_id), info.get("task") == "twin.realtime")
+    ), realtime)
+    _persist(lambda: board.end(request_id), realtime)
     return f"{rtype} seq={stored.seq}{'' if stored.new else ' (already sent)'}"
 
 
@@ -243,7 +243,8 @@ def run(
                            controller=controller, reply_to=reply_to, correlation=correlation)
 
     return _answer(compute, request_id=request_id, controller=controller, reply_to=reply_to,
-                   correlation=correlation, info=_info(self, "twin.run", summary))
+                   correlation=correlation,
+                   info=_info(self, "twin.run", summary, reply_to, correlation))
 
 
 @app.task(name="twin.call", **_RETRY)
@@ -264,14 +265,18 @@ def call(
                             "value": call_function(function, args)},
                    request_id=request_id, controller=controller, reply_to=reply_to,
                    correlation=correlation,
-                   info=_info(self, "twin.call", summary or f"call: {function}"))
+                   info=_info(self, "twin.call", summary or f"call: {function}", reply_to,
+                              correlation))
 
 
-def _info(task: Any, name: str, summary: str) -> dict[str, Any]:
-    """What ``jobs`` shows of a running job, and what ``stop`` needs to reach it."""
+def _info(task: Any, name: str, summary: str, reply_to: str,
+          correlation: str | None) -> dict[str, Any]:
+    """What ``jobs`` shows of a running job, and where the ingress answers it if its
+    worker is lost."""
     return {"task": name, "queue": task.request.delivery_info.get("routing_key") or "",
             "summary": summary, "celery_id": task.request.id,
-            "worker": task.request.hostname or "", "worker_pid": os.getpid()}
+            "worker": task.request.hostname or "", "worker_pid": os.getpid(),
+            "reply_to": reply_to, "correlation": correlation}
 
 
 @app.task(name="twin.realtime", bind=True, acks_late=False, reject_on_worker_lost=False,
@@ -291,7 +296,7 @@ def realtime(
     replay simulated time the plant has already lived through. If its worker
     dies, the ingress notices the missing heartbeat and answers ``runtime_error``.
     """
-    info = _info(self, "twin.realtime", summary)
+    info = _info(self, "twin.realtime", summary, reply_to, correlation)
     try:
         sc = check_scenario(scenario)  # (checked by the ingress too: this cannot fail there)
     except CodedError as exc:
@@ -304,7 +309,6 @@ def realtime(
                        reply_to=reply_to, correlation=correlation, info=info)
     assert sc.time is not None and sc.realtime is not None
     info["inputs"] = settable_inputs(sc)
-    info.update(reply_to=reply_to, correlation=correlation)
 
     def compute() -> dict[str, Any]:
         steering = RedisSteering(board=_board(controller), outbox=outbox(),

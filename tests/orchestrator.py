@@ -21,6 +21,22 @@ from tasks.replies import FINAL_TYPES
 FINAL = FINAL_TYPES
 
 
+def subscribed_client(host: str, port: int, prefix: str, on_message: Any, *, name: str,
+                      protocol: int = mqtt.MQTTv5, inflight: int = 20) -> mqtt.Client:
+    """A running paho client subscribed (QoS 1) to everything under ``prefix``."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                         client_id=f"{name}-{uuid.uuid4().hex[:8]}", protocol=protocol)
+    client.max_inflight_messages_set(inflight)
+    client.on_message = on_message
+    ready = threading.Event()
+    client.on_subscribe = lambda *a: ready.set()
+    client.on_connect = lambda c, *a: c.subscribe(f"{prefix}/#", 1)
+    client.connect(host, port)
+    client.loop_start()
+    assert ready.wait(10), f"the test client {name} could not subscribe"
+    return client
+
+
 class Orchestrator:
     def __init__(self, host: str, port: int, prefix: str, cid: str, *,
                  protocol: int = mqtt.MQTTv5) -> None:
@@ -28,16 +44,8 @@ class Orchestrator:
         self.messages: list[tuple[str, dict[str, Any], Any]] = []
         self.raw: list[bytes] = []
         self._cond = threading.Condition()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=f"test-orch-{uuid.uuid4().hex[:8]}",
-                                  protocol=protocol)
-        self.client.on_message = self._on_message
-        ready = threading.Event()
-        self.client.on_subscribe = lambda *a: ready.set()
-        self.client.on_connect = lambda c, *a: c.subscribe(f"{prefix}/#", 1)
-        self.client.connect(host, port)
-        self.client.loop_start()
-        assert ready.wait(10), "the test orchestrator could not subscribe"
+        self.client = subscribed_client(host, port, prefix, self._on_message,
+                                        name="test-orch", protocol=protocol)
 
     def _on_message(self, c: Any, u: Any, msg: mqtt.MQTTMessage) -> None:
         with self._cond:

@@ -457,6 +457,15 @@ def static_run(rid: str, speed: float = 1300) -> dict[str, Any]:
         "inputs": {"pump.speed": speed, "pump.flow": 0.025}}}
 
 
+def acked_static_runs(orch: Orchestrator, cmd_topic: str, n: int, tag: str) -> list[str]:
+    """Send ``n`` static runs (each its own speed) and wait until all are acked."""
+    ids = [new_id(tag) for _ in range(n)]
+    for k, rid in enumerate(ids):
+        orch.send(static_run(rid, 1000 + 50 * k), cmd_topic)
+    orch.wait(lambda: all(orch.has(r, "ack") for r in ids), 30, "the acks")
+    return ids
+
+
 def outbox_len(redis: RedisProcess, cid: str) -> int:
     client = redis.client()
     try:
@@ -619,10 +628,7 @@ def test_queued_jobs_survive_a_redis_crash_with_appendonly(
     try:
         parts.ingress()
         orch.wait(lambda: orch.status(cid)[-1:] == ["online"], 30, "the ingress online")
-        ids = [new_id("q") for _ in range(8)]
-        for k, rid in enumerate(ids):
-            orch.send(static_run(rid, 1000 + 50 * k), f"{prefix}/{cid}/cmd")
-        orch.wait(lambda: all(orch.has(r, "ack") for r in ids), 30, "the acks")
+        ids = acked_static_runs(orch, f"{prefix}/{cid}/cmd", 8, "q")
         # no worker yet: every job is acked and waits in Redis. (The ack is stored before
         # the job is queued, and a reply is deleted from the outbox just after its PUBACK:
         # wait for both, the crash in those windows is another test's.)
@@ -662,10 +668,7 @@ def test_replies_stored_but_not_sent_survive_a_redis_crash(
     try:
         parts.ingress()
         orch.wait(lambda: orch.status(cid)[-1:] == ["online"], 30, "the ingress online")
-        ids = [new_id("s") for _ in range(6)]
-        for k, rid in enumerate(ids):
-            orch.send(static_run(rid, 1000 + 50 * k), f"{prefix}/{cid}/cmd")
-        orch.wait(lambda: all(orch.has(r, "ack") for r in ids), 30, "the acks")
+        ids = acked_static_runs(orch, f"{prefix}/{cid}/cmd", 6, "s")
         wait_persisted(orch)
         broker.kill()
         parts.worker(concurrency=2)  # the results are stored while the broker is down

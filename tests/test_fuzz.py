@@ -62,6 +62,7 @@ from hypothesis import strategies as st
 from modellib import describe_models
 from modellib.functions import describe_functions
 from tests.conftest import running_stack, stack_env
+from tests.orchestrator import subscribed_client
 from tests.test_e2e import pump_run
 from twinctl.stack import Stack
 
@@ -870,17 +871,8 @@ class Collector:
         self.unreadable: list[tuple[str, bytes, str]] = []
         self.received = 0
         self.cond = threading.Condition()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=f"fuzz-{uuid.uuid4().hex[:8]}",
-                                  protocol=mqtt.MQTTv5)
-        self.client.max_inflight_messages_set(100)
-        self.client.on_message = self._on_message
-        ready = threading.Event()
-        self.client.on_subscribe = lambda *a: ready.set()
-        self.client.on_connect = lambda c, *a: c.subscribe(f"{prefix}/#", 1)
-        self.client.connect(host, port)
-        self.client.loop_start()
-        assert ready.wait(10), "the fuzzing orchestrator could not subscribe"
+        self.client = subscribed_client(host, port, prefix, self._on_message, name="fuzz",
+                                        inflight=100)
 
     def _on_message(self, c: Any, u: Any, msg: mqtt.MQTTMessage) -> None:
         topic = msg.topic
