@@ -1,8 +1,8 @@
 """The deployment policy: which commands, models, functions and modes this controller runs.
 
 Set by ``TWIN_ALLOW_COMMANDS``, ``TWIN_ALLOW_MODELS``, ``TWIN_ALLOW_FUNCTIONS`` and
-``TWIN_ALLOW_MODES`` (comma-separated; unset: everything). :func:`twinctl.settings.load_settings`
-has checked that every listed name exists. Anything else is refused with
+``TWIN_ALLOW_MODES`` (comma-separated; unset: everything). :meth:`Policy.from_settings` checks
+that every listed name exists. Anything else is refused with
 ``not_permitted`` and the path of the field that names it, before any work; ``describe``
 and the retained status list only what is allowed.
 
@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from common.settings import Settings, SettingsError
 from modellib import model_names
+from modellib.errors import did_you_mean
 from modellib.functions import function_names
 from scenario_builder import SUPPORTED_MODES
-from twinctl.settings import Settings
 
 from .commands import COMMANDS
 from .errors import CommandNotPermitted
@@ -46,11 +47,28 @@ class Policy:
 
     @classmethod
     def from_settings(cls, s: Settings) -> Policy:
-        def opt(names: tuple[str, ...] | None) -> frozenset[str] | None:
-            return None if names is None else frozenset(names)
+        """The policy of ``TWIN_ALLOW_*``; a name that is not a real command, model,
+        function or mode is :class:`SettingsError` (one line, with a "did you mean")."""
+        def opt(variable: str, kind: str, names: tuple[str, ...] | None,
+                known: Iterable[str]) -> frozenset[str] | None:
+            if names is None:
+                return None
+            known = list(known)
+            for n in names:
+                if n not in known:
+                    hint = did_you_mean(n, known)
+                    raise SettingsError(
+                        f"{variable}: {n!r} is not a {kind} of this controller"
+                        f"{hint if 'did you mean' in hint else ''}; known {kind}s: "
+                        f"{', '.join(known)}")
+            return frozenset(names)
 
-        return cls(commands=opt(s.allow_commands), models=opt(s.allow_models),
-                   functions=opt(s.allow_functions), modes=opt(s.allow_modes))
+        return cls(
+            commands=opt("TWIN_ALLOW_COMMANDS", "command", s.allow_commands, COMMANDS),
+            models=opt("TWIN_ALLOW_MODELS", "model", s.allow_models, model_names()),
+            functions=opt("TWIN_ALLOW_FUNCTIONS", "function", s.allow_functions,
+                          function_names()),
+            modes=opt("TWIN_ALLOW_MODES", "mode", s.allow_modes, SUPPORTED_MODES))
 
     # ----- what is allowed, in the registries' order -----------------------------
     def allowed_commands(self) -> list[str]:

@@ -12,7 +12,7 @@ need no computation, only what the ingress already holds (the libraries), and a
 Celery hop would add latency and load for nothing.
 
 Every reply, errors included, goes through the Redis outbox and is sent by the
-:class:`tasks.publisher.Publisher` running in this process.
+:class:`ingress.publisher.Publisher` running in this process.
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ import kombu.exceptions
 import paho.mqtt.client as mqtt
 import redis
 
+from common import __version__
+from common.settings import Settings
+from ingress.mqttconn import MqttConnection, Will, negotiate_protocol
+from ingress.publisher import Publisher
 from instances import SHIPPED_INSTANCES, Instance, InstanceLibrary
 from modellib import describe_models
 from modellib.errors import CodedError, InvalidArgument, did_you_mean
@@ -49,11 +53,7 @@ from tasks.jobs import call as call_task
 from tasks.jobs import realtime as realtime_task
 from tasks.jobs import run as run_task
 from tasks.outbox import Outbox, Stored, outbox_stream
-from tasks.publisher import Publisher
 from tasks.replies import encode_json, timestamp
-from twinctl import __version__
-from twinctl.mqttconn import MqttConnection, Will, negotiate_protocol
-from twinctl.settings import Settings
 
 from . import limits, signing
 from .commands import Command, check_fields, parse_command, sniff_id

@@ -10,7 +10,7 @@ from typing import Any
 
 from celery import Celery, signals
 
-from twinctl.logs import JsonFormatter, log_format
+from common.logs import JsonFormatter, log_format
 
 __all__ = ["make_app", "app"]
 

@@ -4,7 +4,7 @@ JSON only; ``acks_late`` with ``reject_on_worker_lost`` so a job whose worker
 dies is run again, and a Redis ``visibility_timeout`` longer than the hard
 time limit so a long job is never handed to a second worker while it runs.
 
-Redis as the settings say (:func:`twinctl.settings.redis_connection`): a password from
+Redis as the settings say (:func:`common.settings.redis_connection`): a password from
 ``TWIN_REDIS_PASSWORD_FILE`` goes into the URL (Celery prints URLs with ``**`` for it),
 and ``rediss://`` gets ``broker_use_ssl`` and ``redis_backend_use_ssl`` (the
 certificate and host name checked, ``TWIN_REDIS_CA_FILE``).
@@ -16,7 +16,7 @@ import os
 
 from kombu import Queue
 
-from twinctl.settings import SettingsError, redis_connection
+from common.settings import SettingsError, redis_connection
 
 try:
     _redis, _redis_ssl = redis_connection(os.environ)

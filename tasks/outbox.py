@@ -7,7 +7,7 @@ atomically with the append (a Lua script), and each reply has a *logical key*
 a task that ran twice after a worker crash — returns the seq already given and
 appends nothing. So ``(id, seq)`` is gapless and never doubled.
 
-The publisher (:mod:`tasks.publisher`) drains the stream to MQTT and deletes an
+The publisher (:mod:`ingress.publisher`) drains the stream to MQTT and deletes an
 entry only after the broker's PUBACK.
 
 Keys (``{cid}`` is the controller id)::

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from common.settings import load_settings
 from twinctl import client
-from twinctl.settings import load_settings
 
 
 class FakeConnection:

@@ -14,8 +14,8 @@ import matplotlib.image
 import pytest
 from rich.console import Console
 
+from common.logs import JsonFormatter, log_format
 from twinctl import display, runs
-from twinctl.logs import JsonFormatter, log_format
 
 DYNAMIC = {"id": "r1", "cmd": "run", "scenario": {
     "mode": "dynamic",

@@ -13,10 +13,10 @@ import paho.mqtt.client as mqtt
 import pytest
 import redis
 
+from common.settings import MqttEndpoint
+from ingress.mqttconn import MqttConnection
+from ingress.publisher import Publisher
 from tasks.outbox import Outbox, outbox_stream
-from tasks.publisher import Publisher
-from twinctl.mqttconn import MqttConnection
-from twinctl.settings import MqttEndpoint
 
 pytestmark = pytest.mark.integration
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from common.settings import SettingsError, load_settings
 from ingress.errors import CommandNotPermitted, LimitExceeded
 from ingress.limits import check_args, check_elements, check_series, check_steps, points
 from ingress.policy import Policy
@@ -20,7 +21,6 @@ from modellib.errors import CodedError, UnknownFunction, UnknownModel
 from modellib.functions import call_function, check_call, get_function
 from scenario_builder import check_scenario, expand_template
 from scenario_builder.errors import UnknownTemplate
-from twinctl.settings import SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,7 +75,7 @@ def test_the_lists_are_read_and_passed_on() -> None:
 )
 def test_a_wrong_policy_setting_is_one_clear_line(env: dict[str, str], words: str) -> None:
     with pytest.raises(SettingsError) as info:
-        load_settings(env)
+        policy(**env)
     assert words in str(info.value) and "\n" not in str(info.value)
 
 

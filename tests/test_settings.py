@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from common.settings import MqttEndpoint, Settings, SettingsError, load_settings
 from instances import SHIPPED_INSTANCES as DEFAULT_INSTANCES
-from twinctl.settings import MqttEndpoint, Settings, SettingsError, load_settings
 
 
 def test_defaults_work_on_one_machine() -> None:

@@ -21,6 +21,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from common.settings import SettingsError, load_settings
 from ingress.errors import SignatureRefused
 from ingress.signing import (
     check_ts,
@@ -32,7 +33,6 @@ from ingress.signing import (
 )
 from tests.conftest import new_id, orchestrator_of, running_stack, stack_env
 from tests.orchestrator import Orchestrator
-from twinctl.settings import SettingsError, load_settings
 from twinctl.stack import Stack
 
 SECRET = b"test-secret-0123456789abcdef"

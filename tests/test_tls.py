@@ -28,12 +28,12 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
+from common.settings import load_settings
+from ingress.mqttconn import MqttConnection, MqttError, negotiate_protocol
 from tests.conftest import new_id, running_stack, stack_env
 from tests.orchestrator import Orchestrator
 from tests.services import HOST, MosquittoProcess, RedisProcess, free_port
 from twinctl.client import send_command
-from twinctl.mqttconn import MqttConnection, MqttError, negotiate_protocol
-from twinctl.settings import load_settings
 from twinctl.stack import Stack
 
 pytestmark = pytest.mark.integration

@@ -1,3 +1,6 @@
-"""twinctl: the CLI and settings of the model controller (the other packages do the work)."""
+"""twinctl: the CLI, the stack runner, the embedded services and the client of the model
+controller (on top: imported by none of the packages that do the work)."""
 
-__version__ = "0.1.0"
+from common import __version__
+
+__all__ = ["__version__"]

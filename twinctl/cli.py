@@ -9,10 +9,10 @@
     twinctl status                        the controllers online/offline, their queues
     twinctl demo                          start the stack, run a scenario, stop
 
-Settings come from ``TWIN_*`` environment variables (see :mod:`twinctl.settings`);
+Settings come from ``TWIN_*`` environment variables (see :mod:`common.settings`);
 a wrong one stops the command with one clear line. ``send``, ``describe`` and
 ``status`` take ``--json`` for scripts; ``TWIN_LOG_FORMAT=json`` makes the
-ingress's log lines JSON objects (:mod:`twinctl.logs`).
+ingress's log lines JSON objects (:mod:`common.logs`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .settings import Settings, SettingsError, load_settings
+from common.settings import Settings, SettingsError, load_settings
 
 __all__ = ["main"]
 
@@ -37,8 +37,8 @@ EXAMPLE = Path(__file__).resolve().parent / "examples" / "pump_line_tank.json"
 
 def _setup_logging(verbose: bool = False) -> None:
     """Root logging: ``TWIN_LOG_LEVEL`` (INFO; DEBUG with ``-v``), ``TWIN_LOG_FORMAT``
-    ``text`` (default) or ``json`` (one JSON object per line, see :mod:`twinctl.logs`)."""
-    from .logs import configure, log_format
+    ``text`` (default) or ``json`` (one JSON object per line, see :mod:`common.logs`)."""
+    from common.logs import configure, log_format
 
     level = os.environ.get("TWIN_LOG_LEVEL", "DEBUG" if verbose else "INFO").upper()
     try:
@@ -141,9 +141,10 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     import contextlib
     import uuid
 
+    from ingress.mqttconn import MqttError
+
     from . import display, runs
     from .client import send_command
-    from .mqttconn import MqttError
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `twinctl send … | head` ends quietly
     command = _read_command(args.file)
@@ -240,9 +241,10 @@ def _write_series(args: argparse.Namespace, series: Any, command: dict[str, Any]
 
 def cmd_describe(args: argparse.Namespace, settings: Settings) -> int:
     """Ask the controller to ``describe`` itself; print its libraries as tables."""
+    from ingress.mqttconn import MqttError
+
     from . import display
     from .client import send_command
-    from .mqttconn import MqttError
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
@@ -268,9 +270,10 @@ def cmd_describe(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     """The retained status of every controller under the prefix: online or offline,
     queue depths, outbox size. Exits 1 when none has published one."""
+    from ingress.mqttconn import MqttError
+
     from . import display
     from .client import read_status
-    from .mqttconn import MqttError
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
@@ -398,6 +401,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         settings = load_settings()
+        if args.func in (cmd_ingress, cmd_up, cmd_demo):
+            from ingress.policy import Policy
+
+            Policy.from_settings(settings)  # TWIN_ALLOW_* names the real things
     except SettingsError as exc:
         print(f"twinctl: {exc}", file=sys.stderr)
         return 2

@@ -24,10 +24,9 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from common.settings import Settings
+from ingress.mqttconn import MqttConnection, MqttError, negotiate_protocol
 from tasks.replies import FINAL_TYPES
-
-from .mqttconn import MqttConnection, MqttError, negotiate_protocol
-from .settings import Settings
 
 __all__ = ["Exchange", "send_command", "read_status", "FINAL_TYPES"]
 

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from common.settings import Settings, load_settings
+
 from . import embedded
-from .settings import Settings, load_settings
 
 __all__ = ["Stack", "StackError", "resolve_services", "stop_process_groups"]
 
@@ -168,7 +169,7 @@ class Stack:
         """Wait until the ingress is online (retained status) and a worker answers ping."""
         import paho.mqtt.client as mqtt
 
-        from .mqttconn import negotiate_protocol, new_client
+        from ingress.mqttconn import negotiate_protocol, new_client
 
         settings = self.settings
         deadline = time.monotonic() + timeout

@@ -20,9 +20,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import redis
 
-from twinctl.mqttconn import MqttConnection
+from tasks.outbox import outbox_stream
 
-from .outbox import outbox_stream
+from .mqttconn import MqttConnection
 
 __all__ = ["Publisher"]
 

@@ -37,7 +37,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from .settings import MqttEndpoint
+from common.settings import MqttEndpoint
 
 __all__ = ["MqttConnection", "MqttError", "Will", "failure_line", "negotiate_protocol",
            "new_client", "refusal_line", "PROTOCOLS"]

@@ -233,35 +233,14 @@ _ALLOW = {"TWIN_ALLOW_COMMANDS": ("allow_commands", "command"),
           "TWIN_ALLOW_MODES": ("allow_modes", "mode")}
 
 
-def _known(kind: str) -> list[str]:
-    """The real names of a kind (imported only when a policy list is set)."""
-    if kind == "command":
-        from ingress.commands import COMMANDS
-        return list(COMMANDS)
-    if kind == "mode":
-        from scenario_builder.schema import MODES
-        return list(MODES)
-    if kind == "model":
-        from modellib import model_names
-        return model_names()
-    from modellib.functions import function_names
-    return function_names()
-
-
 def _allowed(env: Mapping[str, str], name: str, kind: str) -> tuple[str, ...] | None:
-    """A comma-separated list of names that must all exist; unset or blank: None (all)."""
+    """A comma-separated list of names; unset or blank: None (all). Whether each name
+    exists is checked by the ingress's policy (:meth:`ingress.policy.Policy.from_settings`),
+    which knows the commands, models, functions and modes."""
     raw = env.get(name, "").strip()
     if not raw:
         return None
     names = tuple(dict.fromkeys(n.strip() for n in raw.split(",") if n.strip()))
-    known = _known(kind)
-    for n in names:
-        if n not in known:
-            from modellib.errors import did_you_mean
-            hint = did_you_mean(n, known)
-            raise SettingsError(
-                f"{name}: {n!r} is not a {kind} of this controller"
-                f"{hint if 'did you mean' in hint else ''}; known {kind}s: {', '.join(known)}")
     if not names:
         raise SettingsError(f"{name}={raw!r}: give {kind} names separated by commas")
     return names
