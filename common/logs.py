@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+from .settings import read
 
 __all__ = ["JsonFormatter", "TEXT_FORMAT", "configure", "log_format", "make_formatter"]
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-FORMATS = ("text", "json")
 
 # The attributes every LogRecord has; anything else on a record came from ``extra``.
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
@@ -54,12 +55,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-def log_format(env: dict[str, str] | None = None) -> str:
+def log_format(env: Mapping[str, str] | None = None) -> str:
     """``TWIN_LOG_FORMAT``, checked: ``text`` or ``json``; ``ValueError`` (one line) otherwise."""
-    raw = (os.environ if env is None else env).get("TWIN_LOG_FORMAT", "").strip().lower()
-    value = raw or "text"
-    if value not in FORMATS:
-        raise ValueError(f"TWIN_LOG_FORMAT={raw!r}: must be 'text' or 'json'")
+    value: str = read("TWIN_LOG_FORMAT", env)
     return value
 
 

@@ -1,37 +1,17 @@
-"""Settings of a twinctl deployment, read once from environment variables.
+"""Settings of a twinctl deployment, declared once in :data:`TABLE` and read from ``TWIN_*``.
 
-Every setting has a default that works on one machine. A wrong value raises
-:class:`SettingsError` whose message is one line naming the variable, the value
-and what would be right; the CLI prints that line and exits, never a traceback.
+Each entry of :data:`TABLE` names one environment variable with its marshmallow
+field (type, bounds, choices), its default, its help and whether it is a secret.
+From that one table come the parsing and its one-line errors
+(:func:`load_settings`, :func:`read`), the environment of child processes
+(:meth:`Settings.to_env`) and the README's settings table
+(:func:`settings_markdown`; a test fails when the README is stale). A wrong value
+raises :class:`SettingsError` naming the variable, the value and what would be
+right; the CLI prints that line and exits, never a traceback.
 
-| variable | default | meaning |
-|---|---|---|
-| ``TWIN_CONTROLLER_ID`` | host name | this controller's unique id (``[A-Za-z0-9._-]``) |
-| ``TWIN_GROUP`` | ``default`` | group of redundant controllers |
-| ``TWIN_MQTT_URL`` | ``mqtt://127.0.0.1:1883`` | broker; ``mqtts://``: TLS; ``user:pw@``: auth |
-| ``TWIN_MQTT_PREFIX`` | ``twin`` | first topic level |
-| ``TWIN_MQTT_PROTOCOL`` | ``auto`` | ``5``, ``3.1.1`` or ``auto`` (MQTT 5, else 3.1.1) |
-| ``TWIN_MQTT_CA_FILE`` | the system's CAs | PEM CA file that signed the broker's certificate |
-| ``TWIN_MQTT_CERT_FILE``, ``TWIN_MQTT_KEY_FILE`` | none | client certificate and key (PEM) |
-| ``TWIN_MQTT_TLS_INSECURE`` | ``0`` | ``1``: no certificate checks (tests and labs only) |
-| ``TWIN_MQTT_USERNAME`` | from the URL | MQTT user (instead of ``user@`` in the URL) |
-| ``TWIN_MQTT_PASSWORD`` | from the URL | MQTT password (instead of ``:pw@`` in the URL) |
-| ``TWIN_MQTT_PASSWORD_FILE`` | none | file holding the MQTT password (a Docker/Kubernetes secret) |
-| ``TWIN_REDIS_URL`` | ``redis://127.0.0.1:6379/0`` | Celery broker, outbox, duplicate guard |
-| ``TWIN_REDIS_PASSWORD_FILE`` | none | file holding the Redis password |
-| ``TWIN_REDIS_CA_FILE`` | the system's CAs | PEM CA file for ``rediss://`` |
-| ``TWIN_MAX_COMMAND_BYTES`` | ``1048576`` | larger commands get ``too_large`` |
-| ``TWIN_MAX_RESULT_ROWS`` | ``10000`` | longer series are streamed as ``data`` |
-| ``TWIN_INSTANCES`` | ``$XDG_DATA_HOME/twinctl/{cid}/instances`` | instance files (seeded) |
-| ``TWIN_DUPLICATE_TTL`` | ``86400`` | seconds a request id is remembered |
-| ``TWIN_OUTBOX_MAX`` | ``100000`` | replies kept for a broker outage (oldest data dropped) |
-| ``TWIN_MAX_QUEUED`` | ``1000`` | jobs waiting above which ``run``/``call`` are refused |
-| ``TWIN_ALLOW_COMMANDS`` / ``_MODELS`` / ``_FUNCTIONS`` / ``_MODES`` | all | the policy |
-| ``TWIN_MAX_ELEMENTS`` / ``_STEPS`` / ``_SERIES`` | 500 / 1e7 / 1e6 | limits of one command |
-| ``TWIN_MAX_JOBS_PER_CLIENT`` | ``0`` (none) | jobs one orchestrator may have queued or running |
-| ``TWIN_SOFT_TIME_LIMIT`` | ``600`` | seconds a job may run (``timeout``); killed 30 s later |
-| ``TWIN_COMMAND_SECRET`` / ``_FILE`` | none | commands must be signed (HMAC-SHA256) |
-| ``TWIN_SIGNATURE_MAX_AGE`` | ``300`` | seconds a signed command's ``ts`` may be off |
+A few settings are read together, because one constrains another: the MQTT URL
+with its user, password (or password file) and TLS files; the Redis URL with its
+password file and CA; the command secret (or its file) with the signature age.
 """
 
 from __future__ import annotations
@@ -39,100 +19,148 @@ from __future__ import annotations
 import os
 import re
 import socket
-import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import urlsplit
 
-__all__ = ["MqttEndpoint", "Settings", "SettingsError", "load_settings", "redis_connection",
-           "redis_ssl_options"]
+from marshmallow import fields as mf
+from marshmallow import validate
 
-NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")
+from .endpoints import (
+    DEFAULT_MQTT_URL,
+    DEFAULT_REDIS_URL,
+    MqttEndpoint,
+    redact,
+    redis_ssl_options,
+    with_password,
+    without_password,
+)
+from .errors import SettingsError
+from .variables import (
+    File,
+    Folder,
+    Names,
+    Setting,
+    choice,
+    flag,
+    name_field,
+    text,
+    whole,
+)
+
+__all__ = ["TABLE", "Setting", "Settings", "SettingsError", "MqttEndpoint", "load_settings",
+           "read", "redis_ssl_options", "settings_markdown",
+           "with_settings_table"]
+
 PREFIX_RE = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*\Z")
-DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-class SettingsError(ValueError):
-    """A setting has a value that cannot work; the message is one line."""
+def _host_name() -> str:
+    host = socket.gethostname().split(".")[0] or "controller"
+    return re.sub(r"[^A-Za-z0-9._-]", "-", host)[:64] or "controller"
 
 
-@dataclass(frozen=True)
-class MqttEndpoint:
-    """Where and how to reach the MQTT broker (parsed from ``TWIN_MQTT_URL``)."""
+_S = Setting
+TABLE: tuple[Setting, ...] = (
+    _S("TWIN_CONTROLLER_ID", name_field(), _host_name, "this controller's unique id",
+       "host name", attr="controller_id"),
+    _S("TWIN_GROUP", name_field(), "default",
+       "group of redundant controllers (MQTT 5 shared subscription)", attr="group"),
+    _S("TWIN_MQTT_URL", text(), DEFAULT_MQTT_URL,
+       "`mqtts://` for TLS; `mqtt://user:password@host:port`"),
+    _S("TWIN_MQTT_USERNAME", text(), None,
+       "MQTT user name (instead of `user@` in the URL)", "from the URL"),
+    _S("TWIN_MQTT_PASSWORD", text(), None,
+       "MQTT password (instead of `:password@` in the URL)", "from the URL", secret=True),
+    _S("TWIN_MQTT_PASSWORD_FILE", File(), None,
+       "a file holding the MQTT password (a Docker/Kubernetes secret)", "none"),
+    _S("TWIN_MQTT_CA_FILE", File(), None,
+       "PEM file of the CA that signed the broker's certificate (`mqtts://`)",
+       "the system's CAs"),
+    _S("TWIN_MQTT_CERT_FILE", File(), None,
+       "client certificate (PEM), for a broker that asks for one", "none"),
+    _S("TWIN_MQTT_KEY_FILE", File(), None,
+       "the client certificate's private key (PEM, unencrypted)", "in the certificate file"),
+    _S("TWIN_MQTT_TLS_INSECURE", flag(), False,
+       "`1`: the broker's certificate and host name are not checked — tests and labs only"),
+    _S("TWIN_MQTT_PREFIX", mf.String(validate=[
+        validate.Length(max=128, error="at most 128 characters"),
+        validate.Regexp(PREFIX_RE, error="use topic levels of letters, digits, '.', '_', '-' "
+                        "separated by '/', without wildcards, e.g. 'twin' or 'plant1/twin'")]),
+       "twin", "first topic level(s)", attr="mqtt_prefix"),
+    _S("TWIN_MQTT_PROTOCOL", choice("auto", "5", "3.1.1"), "auto",
+       "`5`, `3.1.1`, or `auto` (asks the broker)", attr="mqtt_protocol"),
+    _S("TWIN_REDIS_URL", text(), DEFAULT_REDIS_URL,
+       "Celery broker, outbox, duplicate-id guard; `rediss://` for TLS; "
+       "`redis://:password@host`", secret=True),
+    _S("TWIN_REDIS_PASSWORD_FILE", File(), None, "a file holding the Redis password", "none"),
+    _S("TWIN_REDIS_CA_FILE", File(), None,
+       "PEM file of the CA that signed Redis's certificate (`rediss://`)", "the system's CAs"),
+    _S("TWIN_MAX_COMMAND_BYTES", whole(64, 256 << 20, 1 << 20), 1 << 20,
+       "larger commands get `too_large`", attr="max_command_bytes"),
+    _S("TWIN_MAX_RESULT_ROWS", whole(1, 10_000_000, 10_000), 10_000,
+       "longer series are streamed as `data`", attr="max_result_rows"),
+    _S("TWIN_INSTANCES", Folder(), None,
+       "this controller's instance files; a new folder is seeded from the shipped "
+       "`instances/default`", "`~/.local/share/twinctl/{controller}/instances`",
+       attr="instances_dir"),
+    _S("TWIN_DUPLICATE_TTL", whole(1, 30 * 86_400, 86_400), 86_400,
+       "seconds a request id is remembered", attr="duplicate_ttl"),
+    _S("TWIN_SOFT_TIME_LIMIT", whole(1, 30 * 86_400, 600), 600,
+       "seconds a job may run (`timeout` error)", attr="soft_time_limit"),
+    _S("TWIN_OUTBOX_MAX", whole(100, 100_000_000, 100_000), 100_000,
+       "replies kept through a broker outage (oldest `data` dropped first, reported)",
+       attr="outbox_max"),
+    _S("TWIN_MAX_QUEUED", whole(1, 100_000_000, 1_000), 1_000,
+       "waiting jobs above which `run`/`call` are refused with `limit_exceeded`",
+       attr="max_queued"),
+    _S("TWIN_ALLOW_COMMANDS", Names(metadata={"kind": "command"}), None,
+       "commands this deployment answers, comma-separated (e.g. `ping,describe,run,jobs`); "
+       "others get `not_permitted`", "all", attr="allow_commands"),
+    _S("TWIN_ALLOW_MODELS", Names(metadata={"kind": "model"}), None,
+       "models it runs (others: `not_permitted`; `describe` and the status list only these)",
+       "all", attr="allow_models"),
+    _S("TWIN_ALLOW_FUNCTIONS", Names(metadata={"kind": "function"}), None,
+       "functions of the function library it runs (`call` and `post`)", "all",
+       attr="allow_functions"),
+    _S("TWIN_ALLOW_MODES", Names(metadata={"kind": "mode"}), None,
+       "run modes it runs: `static`, `dynamic`, `realtime`", "all", attr="allow_modes"),
+    _S("TWIN_MAX_ELEMENTS", whole(1, 1_000_000, 500), 500,
+       "elements of one scenario (`limit_exceeded`)", attr="max_elements"),
+    _S("TWIN_MAX_STEPS", whole(1, 10**12, 10_000_000), 10_000_000,
+       "output rows of a dynamic run, ticks of a real-time run with a `time.stop`",
+       attr="max_steps"),
+    _S("TWIN_MAX_SERIES", whole(1, 10**9, 1_000_000), 1_000_000,
+       "points of one input series or function argument array", attr="max_series"),
+    _S("TWIN_MAX_JOBS_PER_CLIENT", whole(0, 1_000_000, 0), 0,
+       "jobs one orchestrator may have queued or running (0: no limit); it is named by the "
+       "MQTT 5 user property `client`, else its response topic", attr="max_jobs_per_client"),
+    _S("TWIN_COMMAND_SECRET", text(), None,
+       "when set, every command must be signed: HMAC-SHA256 of its payload (see "
+       "docs/protocol.md)", "none", secret=True),
+    _S("TWIN_COMMAND_SECRET_FILE", text(), None,
+       "a file holding that secret (a Docker/Kubernetes secret)", "none"),
+    _S("TWIN_SIGNATURE_MAX_AGE", whole(1, 86_400, 300), 300,
+       "seconds a signed command's `ts` may be from the controller's clock",
+       attr="signature_max_age"),
+    _S("TWIN_LOG_LEVEL", choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO",
+       "`DEBUG`, `INFO`, `WARNING`, `ERROR`", attr="log_level", case="upper"),
+    _S("TWIN_LOG_FORMAT", choice("text", "json"), "text",
+       "`json`: one JSON object per log line (ingress and workers)", attr="log_format"),
+    _S("TWIN_REALTIME_PRIORITY", whole(0, 99, 10), 10,
+       "`SCHED_FIFO` priority of a running real-time loop (needs root or `CAP_SYS_NICE`; "
+       "0: normal scheduling)", attr="realtime_priority"),
+)
+"""Every setting, in the order the README lists them."""
 
-    host: str
-    port: int
-    tls: bool = False
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    ca_file: str | None = None
-    """PEM file of the CA(s) that signed the broker's certificate; None: the system's CAs"""
-    cert_file: str | None = None
-    """our client certificate (PEM), for a broker that asks for one"""
-    key_file: str | None = None
-    """its private key (PEM, not encrypted); None: in ``cert_file``"""
-    tls_insecure: bool = False
-    """no check of the broker's certificate and host name: tests and labs only"""
-    password_file: str | None = None
-    """the file ``password`` was read from (child processes get the file, not the secret)"""
+_BY_NAME = {s.name: s for s in TABLE}
 
-    @classmethod
-    def parse(cls, url: str) -> MqttEndpoint:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts"):
-            raise SettingsError(
-                f"TWIN_MQTT_URL={_redact(url)!s}: scheme must be mqtt:// or mqtts://, "
-                f"e.g. {DEFAULT_MQTT_URL}"
-            )
-        if not parts.hostname:
-            raise SettingsError(f"TWIN_MQTT_URL={_redact(url)}: no host, e.g. {DEFAULT_MQTT_URL}")
-        try:
-            port = parts.port
-        except ValueError:
-            raise SettingsError(
-                f"TWIN_MQTT_URL={_redact(url)}: the port must be a number 1-65535"
-            ) from None
-        tls = parts.scheme == "mqtts"
-        return cls(
-            host=parts.hostname,
-            port=port or (8883 if tls else 1883),
-            tls=tls,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-        )
 
-    @property
-    def url(self) -> str:
-        """The URL without credentials, safe to log."""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
-
-    def tls_context(self) -> ssl.SSLContext:
-        """The client TLS context of ``mqtts://``: TLS 1.2 or newer; the broker's certificate
-        checked against ``ca_file`` (else the system's CAs) and against the host name; our
-        client certificate if there is one. A file that cannot be used raises
-        :class:`SettingsError` (one line)."""
-        try:
-            ctx = ssl.create_default_context(cafile=self.ca_file)
-        except (ssl.SSLError, OSError) as exc:
-            raise SettingsError(f"TWIN_MQTT_CA_FILE={self.ca_file}: not a usable PEM CA file "
-                                f"({_why(exc)})") from None
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        if self.cert_file:
-            try:
-                ctx.load_cert_chain(self.cert_file, self.key_file, password=_no_key_password)
-            except (ssl.SSLError, OSError) as exc:
-                raise SettingsError(
-                    f"TWIN_MQTT_CERT_FILE={self.cert_file}, TWIN_MQTT_KEY_FILE="
-                    f"{self.key_file or '(none: the key in the certificate file)'}: not a usable "
-                    f"PEM certificate and unencrypted key that belong together ({_why(exc)})"
-                ) from None
-        if self.tls_insecure:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        return ctx
+def read(name: str, env: Mapping[str, str] | None = None) -> Any:
+    """One setting by its variable's name, checked (for a process that needs only it)."""
+    return _BY_NAME[name].parse(os.environ if env is None else env)
 
 
 @dataclass(frozen=True)
@@ -149,22 +177,25 @@ class Settings:
     max_result_rows: int
     instances_dir: Path
     duplicate_ttl: int
-    outbox_max: int = 100_000
-    max_queued: int = 1_000
+    soft_time_limit: int
+    outbox_max: int
+    max_queued: int
     # deployment policy (None: everything allowed) and limits; see ingress/policy.py
-    allow_commands: tuple[str, ...] | None = None
-    allow_models: tuple[str, ...] | None = None
-    allow_functions: tuple[str, ...] | None = None
-    allow_modes: tuple[str, ...] | None = None
-    max_elements: int = 500
-    max_steps: int = 10_000_000
-    max_series: int = 1_000_000
-    max_jobs_per_client: int = 0
-    soft_time_limit: int = 600
+    allow_commands: tuple[str, ...] | None
+    allow_models: tuple[str, ...] | None
+    allow_functions: tuple[str, ...] | None
+    allow_modes: tuple[str, ...] | None
+    max_elements: int
+    max_steps: int
+    max_series: int
+    max_jobs_per_client: int
+    signature_max_age: int
+    log_level: str
+    log_format: str
+    realtime_priority: int
     # signed commands (ingress/signing.py): on when a secret is set
     command_secret: bytes | None = field(default=None, repr=False)
     command_secret_file: str | None = None
-    signature_max_age: int = 300
     redis_ca_file: str | None = None
     """PEM CA file for ``rediss://`` (added to the system's CAs)"""
     redis_password_file: str | None = None
@@ -190,7 +221,7 @@ class Settings:
     @property
     def redis_url_safe(self) -> str:
         """The Redis URL without its password, safe to log."""
-        return _redact(self.redis_url)
+        return redact(self.redis_url)
 
     @property
     def redis_ssl(self) -> dict[str, Any] | None:
@@ -204,199 +235,45 @@ class Settings:
         return dict(self.redis_ssl or {})
 
     def to_env(self) -> dict[str, str]:
-        """The environment variables that reproduce these settings in a child process."""
-        return {
-            "TWIN_CONTROLLER_ID": self.controller_id,
-            "TWIN_GROUP": self.group,
-            "TWIN_MQTT_URL": self.mqtt.url,
-            **_mqtt_env(self.mqtt),
-            "TWIN_MQTT_PREFIX": self.mqtt_prefix,
-            "TWIN_MQTT_PROTOCOL": self.mqtt_protocol,
-            # a password from a file goes on as the file's name, not as the secret
-            "TWIN_REDIS_URL": (_without_password(self.redis_url) if self.redis_password_file
+        """The environment variables that reproduce these settings in a child process:
+        every setting of the table that fills a field, then the ones read together (a
+        secret read from a file goes on as the file's name, not as the secret)."""
+        env = {s.name: s.dump(getattr(self, s.attr)) for s in TABLE if s.attr}
+        ep = self.mqtt
+        from_file = ep.password_file is not None
+        env.update({
+            "TWIN_MQTT_URL": ep.url,
+            # every one set, empty when unused: merged into an environment that has others
+            # (e.g. a password in the URL), a password cannot be given twice
+            "TWIN_MQTT_USERNAME": ep.username or "",
+            "TWIN_MQTT_PASSWORD": "" if from_file else ep.password or "",
+            "TWIN_MQTT_PASSWORD_FILE": ep.password_file or "",
+            "TWIN_MQTT_CA_FILE": ep.ca_file or "",
+            "TWIN_MQTT_CERT_FILE": ep.cert_file or "",
+            "TWIN_MQTT_KEY_FILE": ep.key_file or "",
+            "TWIN_MQTT_TLS_INSECURE": "1" if ep.tls_insecure else "",
+            "TWIN_REDIS_URL": (without_password(self.redis_url) if self.redis_password_file
                                else self.redis_url),
             "TWIN_REDIS_PASSWORD_FILE": self.redis_password_file or "",
             "TWIN_REDIS_CA_FILE": self.redis_ca_file or "",
-            "TWIN_MAX_COMMAND_BYTES": str(self.max_command_bytes),
-            "TWIN_MAX_RESULT_ROWS": str(self.max_result_rows),
-            "TWIN_INSTANCES": str(self.instances_dir),
-            "TWIN_DUPLICATE_TTL": str(self.duplicate_ttl),
-            "TWIN_OUTBOX_MAX": str(self.outbox_max),
-            "TWIN_MAX_QUEUED": str(self.max_queued),
-            **_policy_env(self),
-        }
+            "TWIN_COMMAND_SECRET": "",
+            "TWIN_COMMAND_SECRET_FILE": self.command_secret_file or "",
+        })
+        if self.command_secret is not None and not self.command_secret_file:
+            env["TWIN_COMMAND_SECRET"] = self.command_secret.decode("utf-8")
+        return env
 
 
-_ALLOW = {"TWIN_ALLOW_COMMANDS": ("allow_commands", "command"),
-          "TWIN_ALLOW_MODELS": ("allow_models", "model"),
-          "TWIN_ALLOW_FUNCTIONS": ("allow_functions", "function"),
-          "TWIN_ALLOW_MODES": ("allow_modes", "mode")}
+# ----- settings read together ------------------------------------------------------------
 
-
-def _allowed(env: Mapping[str, str], name: str, kind: str) -> tuple[str, ...] | None:
-    """A comma-separated list of names; unset or blank: None (all). Whether each name
-    exists is checked by the ingress's policy (:meth:`ingress.policy.Policy.from_settings`),
-    which knows the commands, models, functions and modes."""
-    raw = env.get(name, "").strip()
-    if not raw:
-        return None
-    names = tuple(dict.fromkeys(n.strip() for n in raw.split(",") if n.strip()))
-    if not names:
-        raise SettingsError(f"{name}={raw!r}: give {kind} names separated by commas")
-    return names
-
-
-def _policy(env: Mapping[str, str]) -> dict[str, Any]:
-    """The deployment policy, limits and command signing (TWIN_ALLOW_*, TWIN_MAX_*, …)."""
-    out: dict[str, Any] = {attr: _allowed(env, name, kind)
-                           for name, (attr, kind) in _ALLOW.items()}
-    out.update(
-        max_elements=_int(env, "TWIN_MAX_ELEMENTS", 500, 1, 1_000_000),
-        max_steps=_int(env, "TWIN_MAX_STEPS", 10_000_000, 1, 10**12),
-        max_series=_int(env, "TWIN_MAX_SERIES", 1_000_000, 1, 10**9),
-        max_jobs_per_client=_int(env, "TWIN_MAX_JOBS_PER_CLIENT", 0, 0, 1_000_000),
-        soft_time_limit=_int(env, "TWIN_SOFT_TIME_LIMIT", 600, 1, 30 * 86_400),
-        signature_max_age=_int(env, "TWIN_SIGNATURE_MAX_AGE", 300, 1, 86_400),
-    )
-    secret, path = env.get("TWIN_COMMAND_SECRET", ""), env.get("TWIN_COMMAND_SECRET_FILE", "")
-    if secret.strip() and path.strip():
-        raise SettingsError("TWIN_COMMAND_SECRET and TWIN_COMMAND_SECRET_FILE are both set: "
-                            "set one of them")
-    if path.strip():
-        try:
-            secret = Path(path.strip()).expanduser().read_text("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SettingsError(f"TWIN_COMMAND_SECRET_FILE={path.strip()!r}: cannot be read "
-                                f"({getattr(exc, 'strerror', None) or exc})") from None
-        out["command_secret_file"] = path.strip()
-    if secret.strip() or path.strip():
-        which = "TWIN_COMMAND_SECRET_FILE" if path.strip() else "TWIN_COMMAND_SECRET"
-        if len(secret.strip()) < 16:
-            raise SettingsError(f"{which}: the secret must have at least 16 characters, "
-                                "e.g. from `openssl rand -hex 32`")
-        out["command_secret"] = secret.strip().encode("utf-8")
-        ttl = _int(env, "TWIN_DUPLICATE_TTL", 86_400, 1, 30 * 86_400)
-        if out["signature_max_age"] > ttl:
-            raise SettingsError(
-                f"TWIN_SIGNATURE_MAX_AGE={out['signature_max_age']}: must not exceed "
-                f"TWIN_DUPLICATE_TTL ({ttl} s), which keeps a replayed command out")
-    return out
-
-
-def _policy_env(s: Settings) -> dict[str, str]:
-    env = {name: ",".join(getattr(s, attr)) for name, (attr, _) in _ALLOW.items()
-           if getattr(s, attr) is not None}
-    env.update({
-        "TWIN_MAX_ELEMENTS": str(s.max_elements), "TWIN_MAX_STEPS": str(s.max_steps),
-        "TWIN_MAX_SERIES": str(s.max_series),
-        "TWIN_MAX_JOBS_PER_CLIENT": str(s.max_jobs_per_client),
-        "TWIN_SOFT_TIME_LIMIT": str(s.soft_time_limit),
-        "TWIN_SIGNATURE_MAX_AGE": str(s.signature_max_age),
-    })
-    if s.command_secret_file:
-        env["TWIN_COMMAND_SECRET_FILE"] = s.command_secret_file
-    elif s.command_secret is not None:
-        env["TWIN_COMMAND_SECRET"] = s.command_secret.decode("utf-8")
-    return env
-
-
-def _mqtt_env(ep: MqttEndpoint) -> dict[str, str]:
-    """The TLS and credential variables of ``ep`` (the URL itself goes without credentials);
-    every one is set, empty when unused, so that merging them into an environment that
-    has others (e.g. a password in the URL) cannot give a password twice."""
-    from_file = ep.password_file is not None
-    return {
-        "TWIN_MQTT_USERNAME": ep.username or "",
-        "TWIN_MQTT_PASSWORD": "" if from_file else ep.password or "",
-        "TWIN_MQTT_PASSWORD_FILE": ep.password_file or "",
-        "TWIN_MQTT_CA_FILE": ep.ca_file or "",
-        "TWIN_MQTT_CERT_FILE": ep.cert_file or "",
-        "TWIN_MQTT_KEY_FILE": ep.key_file or "",
-        "TWIN_MQTT_TLS_INSECURE": "1" if ep.tls_insecure else "",
-    }
-
-
-def _no_key_password() -> bytes:
-    """Called only for an encrypted private key (instead of a prompt on the terminal)."""
-    raise ssl.SSLError("the private key is encrypted: give an unencrypted one")
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLError) and exc.reason:
-        return str(exc.reason).lower().replace("_", " ")
-    return getattr(exc, "strerror", None) or str(exc)
-
-
-def _without_password(url: str) -> str:
-    return re.sub(r"(//[^:/@]*):[^@/]*@", r"\1@", url).replace("//@", "//")
-
-
-def _with_password(url: str, password: str) -> str:
-    """``url`` with ``password`` in it (after the user name, if there is one)."""
-    scheme, rest = url.split("://", 1)
-    user, at, host = rest.partition("@")
-    if not at:
-        user, host = "", rest
-    return f"{scheme}://{user}:{quote(password, safe='')}@{host}"
-
-
-def redis_ssl_options(url: str, ca_file: str | None) -> dict[str, Any] | None:
-    """For a ``rediss://`` URL: certificate and host name checked (TLS 1.2 or newer is
-    Python's default), the CA file if given; as redis-py's ``ssl_*`` keyword arguments,
-    which are also the keys of Celery's ``broker_use_ssl`` and ``redis_backend_use_ssl``.
-    None for ``redis://`` and ``unix://``."""
-    if urlsplit(url).scheme != "rediss":
-        return None
-    options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_check_hostname": True}
-    if ca_file:
-        options["ssl_ca_certs"] = ca_file
-    return options
-
-
-def _file(env: Mapping[str, str], name: str) -> str | None:
-    """A file named by ``name`` that must exist and be readable; unset or blank: None."""
-    raw = env.get(name, "").strip()
-    if not raw:
-        return None
-    path = Path(raw).expanduser()
-    if not path.is_file():
-        raise SettingsError(f"{name}={raw}: no such file")
-    if not os.access(path, os.R_OK):
-        raise SettingsError(f"{name}={raw}: cannot be read (permissions)")
-    return str(path)
-
-
-def _secret_file(env: Mapping[str, str], name: str) -> tuple[str | None, str | None]:
-    """(file, its content without the final line break) of a password file, or (None, None)."""
-    path = _file(env, name)
-    if path is None:
-        return None, None
-    try:
-        secret = Path(path).read_text("utf-8").rstrip("\r\n")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"{name}={path}: cannot be read ({_why(exc)})") from None
-    if not secret:
-        raise SettingsError(f"{name}={path}: the file is empty")
-    return path, secret
-
-
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
-        return False
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    raise SettingsError(f"{name}={raw!r}: must be 1 or 0")
-
-
-def _mqtt_endpoint(env: Mapping[str, str], url: str) -> MqttEndpoint:
+def _mqtt_endpoint(env: Mapping[str, str]) -> MqttEndpoint:
     """``TWIN_MQTT_URL`` with the TLS files and credentials of the other TWIN_MQTT_* variables."""
-    ep = MqttEndpoint.parse(url)
-    user = env.get("TWIN_MQTT_USERNAME", "").strip() or None
+    ep = MqttEndpoint.parse(read("TWIN_MQTT_URL", env))
+    user = read("TWIN_MQTT_USERNAME", env)
     if user and ep.username and user != ep.username:
         raise SettingsError(f"TWIN_MQTT_USERNAME={user!r} and the user {ep.username!r} in "
                             "TWIN_MQTT_URL differ: give the user name once")
-    env_password = env.get("TWIN_MQTT_PASSWORD", "").rstrip("\r\n") or None
+    env_password = read("TWIN_MQTT_PASSWORD", env)
     password_file, file_password = _secret_file(env, "TWIN_MQTT_PASSWORD_FILE")
     given = [what for what, value in (("TWIN_MQTT_URL (user:password@)", ep.password),
                                       ("TWIN_MQTT_PASSWORD", env_password),
@@ -409,10 +286,10 @@ def _mqtt_endpoint(env: Mapping[str, str], url: str) -> MqttEndpoint:
         raise SettingsError(f"{given[0]}: a password needs a user name (TWIN_MQTT_USERNAME, or "
                             "user:password@ in TWIN_MQTT_URL)")
     ep = replace(ep, username=user, password=password, password_file=password_file,
-                 ca_file=_file(env, "TWIN_MQTT_CA_FILE"),
-                 cert_file=_file(env, "TWIN_MQTT_CERT_FILE"),
-                 key_file=_file(env, "TWIN_MQTT_KEY_FILE"),
-                 tls_insecure=_flag(env, "TWIN_MQTT_TLS_INSECURE"))
+                 ca_file=read("TWIN_MQTT_CA_FILE", env),
+                 cert_file=read("TWIN_MQTT_CERT_FILE", env),
+                 key_file=read("TWIN_MQTT_KEY_FILE", env),
+                 tls_insecure=read("TWIN_MQTT_TLS_INSECURE", env))
     if ep.key_file and not ep.cert_file:
         raise SettingsError("TWIN_MQTT_KEY_FILE is set without TWIN_MQTT_CERT_FILE: give the "
                             "client certificate too")
@@ -428,112 +305,117 @@ def _mqtt_endpoint(env: Mapping[str, str], url: str) -> MqttEndpoint:
     return ep
 
 
-def redis_connection(env: Mapping[str, str] | None = None) -> tuple[str, dict[str, Any] | None]:
-    """The Redis URL to connect with (a password from ``TWIN_REDIS_PASSWORD_FILE`` put in
-    it) and the TLS options for ``rediss://`` (see :func:`redis_ssl_options`): what the
-    Celery configuration needs, without the rest of the settings."""
-    url, ca_file, _ = _redis(os.environ if env is None else env)
-    return url, redis_ssl_options(url, ca_file)
+def _secret_file(env: Mapping[str, str], name: str) -> tuple[str | None, str | None]:
+    """(file, its content without the final line break) of a password file, or (None, None)."""
+    path = read(name, env)
+    if path is None:
+        return None, None
+    try:
+        secret = Path(path).read_text("utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{name}={path}: cannot be read "
+                            f"({getattr(exc, 'strerror', None) or exc})") from None
+    if not secret:
+        raise SettingsError(f"{name}={path}: the file is empty")
+    return path, secret
 
 
 def _redis(env: Mapping[str, str]) -> tuple[str, str | None, str | None]:
     """(URL with the password, CA file, password file) from the TWIN_REDIS_* variables."""
-    url = env.get("TWIN_REDIS_URL", "").strip() or DEFAULT_REDIS_URL
+    url = str(read("TWIN_REDIS_URL", env)).strip()
     parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss", "unix"):
+    scheme = parts.scheme
+    if scheme not in ("redis", "rediss", "unix"):
         raise SettingsError(
-            f"TWIN_REDIS_URL={_redact(url)}: scheme must be redis://, rediss:// "
-            f"or unix://, e.g. {DEFAULT_REDIS_URL}"
-        )
+            f"TWIN_REDIS_URL={redact(url)}: scheme must be redis://, rediss:// "
+            f"or unix://, e.g. {DEFAULT_REDIS_URL}")
     password_file, password = _secret_file(env, "TWIN_REDIS_PASSWORD_FILE")
     if password is not None:
         if parts.password:
             raise SettingsError("the Redis password is given by TWIN_REDIS_URL (:password@) and "
                                 "TWIN_REDIS_PASSWORD_FILE: give it once")
-        url = _with_password(url, password)
-    ca_file = _file(env, "TWIN_REDIS_CA_FILE")
-    if ca_file and parts.scheme != "rediss":
-        raise SettingsError(f"TWIN_REDIS_CA_FILE is set but TWIN_REDIS_URL={_redact(url)} has "
+        url = with_password(url, password)
+    ca_file = read("TWIN_REDIS_CA_FILE", env)
+    if ca_file and scheme != "rediss":
+        raise SettingsError(f"TWIN_REDIS_CA_FILE is set but TWIN_REDIS_URL={redact(url)} has "
                             "no TLS: use rediss://")
     return url, ca_file, password_file
 
 
-def _redact(url: str) -> str:
-    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
-
-
-def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r}: must be a whole number, e.g. {default}") from None
-    if not lo <= value <= hi:
-        raise SettingsError(f"{name}={value}: must be between {lo} and {hi}")
-    return value
-
-
-def _name(env: Mapping[str, str], name: str, default: str) -> str:
-    value = env.get(name, "").strip() or default
-    if not NAME_RE.match(value):
+def _command_secret(env: Mapping[str, str], duplicate_ttl: int,
+                    max_age: int) -> dict[str, Any]:
+    """``command_secret`` (and its file) of TWIN_COMMAND_SECRET or TWIN_COMMAND_SECRET_FILE."""
+    secret = (read("TWIN_COMMAND_SECRET", env) or "").strip()
+    path = read("TWIN_COMMAND_SECRET_FILE", env)
+    if not secret and not path:
+        return {}
+    if secret and path:
+        raise SettingsError("TWIN_COMMAND_SECRET and TWIN_COMMAND_SECRET_FILE are both set: "
+                            "set one of them")
+    out: dict[str, Any] = {}
+    if path:
+        try:
+            secret = Path(path).expanduser().read_text("utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"TWIN_COMMAND_SECRET_FILE={path!r}: cannot be read "
+                                f"({getattr(exc, 'strerror', None) or exc})") from None
+        out["command_secret_file"] = path
+    if len(secret) < 16:
+        which = "TWIN_COMMAND_SECRET_FILE" if path else "TWIN_COMMAND_SECRET"
+        raise SettingsError(f"{which}: the secret must have at least 16 characters, "
+                            "e.g. from `openssl rand -hex 32`")
+    if max_age > duplicate_ttl:
         raise SettingsError(
-            f"{name}={value!r}: use 1-64 characters of letters, digits, '.', '_' or '-'"
-        )
-    return value
-
-
-def _default_controller_id() -> str:
-    host = socket.gethostname().split(".")[0] or "controller"
-    cleaned = re.sub(r"[^A-Za-z0-9._-]", "-", host)[:64]
-    return cleaned or "controller"
+            f"TWIN_SIGNATURE_MAX_AGE={max_age}: must not exceed "
+            f"TWIN_DUPLICATE_TTL ({duplicate_ttl} s), which keeps a replayed command out")
+    out["command_secret"] = secret.encode("utf-8")
+    return out
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and check every setting; raise :class:`SettingsError` on the first bad one."""
     env = os.environ if env is None else env
-    mqtt_url = env.get("TWIN_MQTT_URL", "").strip()
-    redis_url = env.get("TWIN_REDIS_URL", "").strip()
-    mqtt = _mqtt_endpoint(env, mqtt_url or DEFAULT_MQTT_URL)
-    redis_effective, redis_ca_file, redis_password_file = _redis(env)
-    prefix = env.get("TWIN_MQTT_PREFIX", "").strip() or "twin"
-    if not PREFIX_RE.match(prefix) or len(prefix) > 128:
-        raise SettingsError(
-            f"TWIN_MQTT_PREFIX={prefix!r}: use topic levels of letters, digits, '.', '_', '-' "
-            "separated by '/', without wildcards, e.g. 'twin' or 'plant1/twin'"
-        )
-    protocol = env.get("TWIN_MQTT_PROTOCOL", "").strip() or "auto"
-    if protocol not in ("auto", "5", "3.1.1"):
-        raise SettingsError(f"TWIN_MQTT_PROTOCOL={protocol!r}: must be 'auto', '5' or '3.1.1'")
-    controller_id = _name(env, "TWIN_CONTROLLER_ID", _default_controller_id())
-    instances_raw = env.get("TWIN_INSTANCES", "").strip()
-    if instances_raw:
-        instances_dir = Path(instances_raw).expanduser()
-        if instances_dir.exists() and not instances_dir.is_dir():
-            raise SettingsError(f"TWIN_INSTANCES={instances_raw!r}: not a folder")
-    else:
+    mqtt = _mqtt_endpoint(env)
+    redis_url, redis_ca_file, redis_password_file = _redis(env)
+    values = {s.attr: read(s.name, env) for s in TABLE if s.attr}
+    if values["instances_dir"] is None:
         data_home = env.get("XDG_DATA_HOME", "").strip() or str(
             Path(env.get("HOME", "") or Path.home()) / ".local" / "share")
-        instances_dir = Path(data_home) / "twinctl" / controller_id / "instances"
+        values["instances_dir"] = (Path(data_home) / "twinctl" / values["controller_id"]
+                                   / "instances")
     return Settings(
-        controller_id=controller_id,
-        group=_name(env, "TWIN_GROUP", "default"),
-        mqtt=mqtt,
-        mqtt_prefix=prefix,
-        mqtt_protocol=protocol,
-        redis_url=redis_effective,
-        max_command_bytes=_int(env, "TWIN_MAX_COMMAND_BYTES", 1 << 20, 64, 256 << 20),
-        max_result_rows=_int(env, "TWIN_MAX_RESULT_ROWS", 10_000, 1, 10_000_000),
-        instances_dir=instances_dir,
-        duplicate_ttl=_int(env, "TWIN_DUPLICATE_TTL", 86_400, 1, 30 * 86_400),
-        outbox_max=_int(env, "TWIN_OUTBOX_MAX", 100_000, 100, 100_000_000),
-        max_queued=_int(env, "TWIN_MAX_QUEUED", 1_000, 1, 100_000_000),
-        **_policy(env),
-        redis_ca_file=redis_ca_file,
-        redis_password_file=redis_password_file,
+        mqtt=mqtt, redis_url=redis_url, redis_ca_file=redis_ca_file,
+        redis_password_file=redis_password_file, **values,
+        **_command_secret(env, values["duplicate_ttl"], values["signature_max_age"]),
         # credentials or TLS files for a default address also mean "this server, not an
         # embedded one" (`twinctl up` starts embedded servers without either)
-        mqtt_configured=bool(mqtt_url) or any(_mqtt_env(mqtt).values()),
-        redis_configured=bool(redis_url) or bool(redis_password_file or redis_ca_file),
+        mqtt_configured=bool(env.get("TWIN_MQTT_URL", "").strip()) or bool(
+            mqtt.username or mqtt.password or mqtt.ca_file or mqtt.cert_file
+            or mqtt.tls_insecure),
+        redis_configured=bool(env.get("TWIN_REDIS_URL", "").strip()) or bool(
+            redis_password_file or redis_ca_file),
     )
+
+
+README_BEGIN = ("<!-- settings: generated from common/settings.py by `twinctl docs`; "
+                "edit the table there -->\n")
+README_END = "<!-- /settings -->\n"
+
+
+def settings_markdown() -> str:
+    """The README's settings table, from :data:`TABLE`."""
+    rows = ["| variable | default | |", "|---|---|---|"]
+    for s in TABLE:
+        shown = s.shown_default if s.shown_default is not None else f"`{s.dump(s.default)}`"
+        rows.append(f"| `{s.name}` | {shown} | {s.help} |")
+    return "\n".join(rows) + "\n"
+
+
+def with_settings_table(readme: str) -> str:
+    """``readme`` with its generated settings table (between the markers) made current."""
+    start = readme.index(README_BEGIN) + len(README_BEGIN)
+    end = readme.index(README_END, start)
+    return readme[:start] + settings_markdown() + readme[end:]
+
+
+assert {s.attr for s in TABLE if s.attr} <= {f.name for f in fields(Settings)}

@@ -37,9 +37,11 @@ ERROR_CODES = (
     "invalid_json", "invalid_command", "too_large", "duplicate_id", "not_permitted",
     "unknown_model", "unknown_function", "unknown_instance", "unknown_template",
     "missing_argument", "invalid_argument", "invalid_scenario", "unknown_job",
-    "limit_exceeded", "runtime_error", "timeout", "internal_error",
+    "unknown_alarm", "expired", "limit_exceeded", "runtime_error", "timeout", "internal_error",
 )
-"""Every error code of the protocol (PROTOCOL.md, "Errors"); the controller sends no other."""
+"""Every error code of the protocol (PROTOCOL.md, "Errors"); the controller sends no other.
+(``unknown_alarm`` and ``expired`` belong to the alarm commands and the command ``ttl``,
+which this version does not implement yet: it never sends them.)"""
 
 
 class CodedError(Exception):

@@ -4,7 +4,7 @@ JSON only; ``acks_late`` with ``reject_on_worker_lost`` so a job whose worker
 dies is run again, and a Redis ``visibility_timeout`` longer than the hard
 time limit so a long job is never handed to a second worker while it runs.
 
-Redis as the settings say (:func:`common.settings.redis_connection`): a password from
+Redis as the settings say (:func:`common.settings.load_settings`): a password from
 ``TWIN_REDIS_PASSWORD_FILE`` goes into the URL (Celery prints URLs with ``**`` for it),
 and ``rediss://`` gets ``broker_use_ssl`` and ``redis_backend_use_ssl`` (the
 certificate and host name checked, ``TWIN_REDIS_CA_FILE``).
@@ -12,22 +12,22 @@ certificate and host name checked, ``TWIN_REDIS_CA_FILE``).
 
 from __future__ import annotations
 
-import os
-
 from kombu import Queue
 
-from common.settings import SettingsError, redis_connection
+from common.settings import SettingsError, load_settings
+
+from .queues import ALL, HARD_MARGIN_S, SHORT
 
 try:
-    _redis, _redis_ssl = redis_connection(os.environ)
+    _settings = load_settings()
 except SettingsError as exc:  # `twinctl worker` says it before; `celery -A tasks.app …` here
     raise SystemExit(f"twinctl: {exc}") from None
 
-broker_url = _redis
-result_backend = _redis
-if _redis_ssl:
-    broker_use_ssl = _redis_ssl
-    redis_backend_use_ssl = _redis_ssl
+broker_url = _settings.redis_url
+result_backend = _settings.redis_url
+if _settings.redis_ssl:
+    broker_use_ssl = _settings.redis_ssl
+    redis_backend_use_ssl = _settings.redis_ssl
 task_serializer = "json"
 result_serializer = "json"
 accept_content = ["json"]
@@ -37,8 +37,8 @@ task_ignore_result = True  # replies travel through the outbox, not the result b
 task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
-task_soft_time_limit = int(os.environ.get("TWIN_SOFT_TIME_LIMIT", "600"))
-task_time_limit = task_soft_time_limit + 30
+task_soft_time_limit = _settings.soft_time_limit
+task_time_limit = task_soft_time_limit + HARD_MARGIN_S
 broker_transport_options = {
     # above the hard time limit: a running job is never re-delivered to a second worker
     "visibility_timeout": task_time_limit * 2 + 60,
@@ -46,8 +46,8 @@ broker_transport_options = {
 }
 broker_connection_retry_on_startup = True
 
-task_default_queue = "twin.short"
-task_queues = (Queue("twin.short"), Queue("twin.long"), Queue("twin.realtime"))
+task_default_queue = SHORT
+task_queues = tuple(Queue(name) for name in ALL)
 
 # Flower and `celery events` see every task
 worker_send_task_events = True

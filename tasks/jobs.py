@@ -19,6 +19,7 @@ import redis
 from celery import signals
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
+from common.settings import load_settings
 from modellib.errors import CodedError
 from modellib.functions import call_function
 from scenario_builder import (
@@ -47,11 +48,9 @@ def outbox() -> Outbox:
     """This process's outbox (one Redis connection pool per worker process)."""
     global _outbox, _outbox_pid
     if _outbox is None or _outbox_pid != os.getpid():
-        url = app.conf.broker_url
-        ttl = int(os.environ.get("TWIN_DUPLICATE_TTL", "86400"))
-        bound = int(os.environ.get("TWIN_OUTBOX_MAX", "100000"))
-        ssl_options = app.conf.broker_use_ssl or {}  # rediss://: TLS as the broker's
-        _outbox = Outbox(redis.Redis.from_url(url, **ssl_options), ttl=ttl, max_entries=bound)
+        s = load_settings()
+        _outbox = Outbox(redis.Redis.from_url(s.redis_url, **s.redis_options),
+                         ttl=s.duplicate_ttl, max_entries=s.outbox_max)
         _outbox_pid = os.getpid()
     return _outbox
 

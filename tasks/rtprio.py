@@ -15,11 +15,13 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from common.settings import read
+
 __all__ = ["realtime_priority", "DEFAULT_PRIORITY"]
 
 log = logging.getLogger("twinctl.worker")
 
-DEFAULT_PRIORITY = 10
+DEFAULT_PRIORITY: int = read("TWIN_REALTIME_PRIORITY", {})
 """``SCHED_FIFO`` priority of a real-time loop (1-99; ``TWIN_REALTIME_PRIORITY``, 0: off)."""
 
 
@@ -28,7 +30,7 @@ def realtime_priority(priority: int | None = None) -> Iterator[str]:
     """Run the calling thread at ``SCHED_FIFO`` ``priority`` inside the block; yields
     what it got: ``"fifo:<priority>"`` or ``"normal"``."""
     if priority is None:
-        priority = int(os.environ.get("TWIN_REALTIME_PRIORITY", str(DEFAULT_PRIORITY)) or 0)
+        priority = int(read("TWIN_REALTIME_PRIORITY"))
     if priority <= 0 or not hasattr(os, "sched_setscheduler"):
         yield "normal"
         return

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from common.settings import TABLE, settings_markdown, with_settings_table
 from modellib.docs import library_markdown
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "models.md"
+README = DOC.parent.parent / "README.md"
 
 
 def test_models_md_is_current() -> None:
@@ -22,3 +24,13 @@ def test_every_model_and_function_is_documented() -> None:
 
     for name in [*model_names(), *function_names()]:
         assert f"### {name}\n" in text
+
+
+def test_the_readme_settings_table_is_current() -> None:
+    """The table comes from common/settings.py's TABLE, where each setting is declared once."""
+    text = README.read_text(encoding="utf-8")
+    assert with_settings_table(text) == text, (
+        "README.md's settings table is stale: run `twinctl docs`")
+    assert settings_markdown() in text
+    for setting in TABLE:
+        assert f"| `{setting.name}` |" in text

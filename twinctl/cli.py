@@ -28,7 +28,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from common.settings import Settings, SettingsError, load_settings
+from common.settings import Settings, SettingsError, load_settings, read
 
 __all__ = ["main"]
 
@@ -40,9 +40,8 @@ def _setup_logging(verbose: bool = False) -> None:
     ``text`` (default) or ``json`` (one JSON object per line, see :mod:`common.logs`)."""
     from common.logs import configure, log_format
 
-    level = os.environ.get("TWIN_LOG_LEVEL", "DEBUG" if verbose else "INFO").upper()
     try:
-        fmt = log_format()
+        level, fmt = "DEBUG" if verbose else read("TWIN_LOG_LEVEL"), log_format()
     except ValueError as exc:
         raise SystemExit(f"twinctl: {exc}") from None
     configure(level, fmt)
@@ -71,7 +70,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     if args.nice:
         os.nice(args.nice)  # batch work yields the CPU to real-time workers
     argv = [sys.executable, "-m", "celery", "-A", "tasks.app", "worker",
-            "--loglevel", os.environ.get("TWIN_LOG_LEVEL", "INFO"),
+            "--loglevel", settings.log_level,
             "--queues", queues, "--pool", args.pool, "--concurrency", str(args.concurrency),
             "--hostname", f"twin-{settings.controller_id}-{os.getpid()}@{socket.gethostname()}",
             "--without-mingle", "--without-gossip"]
@@ -321,10 +320,15 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
+    from common.settings import with_settings_table
     from modellib.docs import library_markdown
 
     Path(args.out).write_text(library_markdown(), encoding="utf-8")
     print(f"twinctl docs: wrote {args.out}")
+    readme = Path(args.readme)
+    if readme.is_file():
+        readme.write_text(with_settings_table(readme.read_text("utf-8")), encoding="utf-8")
+        print(f"twinctl docs: wrote the settings table of {readme}")
     return 0
 
 
@@ -383,8 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print {controller: status} as one JSON object")
     status.set_defaults(func=cmd_status)
 
-    docs = sub.add_parser("docs", help="write the model and function library reference")
+    docs = sub.add_parser("docs", help="write the model and function library reference and "
+                                       "the README's settings table")
     docs.add_argument("--out", default="docs/models.md")
+    docs.add_argument("--readme", default="README.md")
     docs.set_defaults(func=cmd_docs)
 
     demo = sub.add_parser("demo", help="start the stack, run an example scenario, stop")

@@ -1,0 +1,35 @@
+"""The names of the Celery queues and tasks, and the margins of their time limits.
+
+Static runs and function calls go to :data:`SHORT`, dynamic runs to :data:`LONG`,
+real-time runs to :data:`REALTIME` (a worker of their own, so batch work never
+delays a tick). Every name is written here once; the ingress, the workers, the
+stack runner and the Celery configuration import it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SHORT", "LONG", "REALTIME", "BATCH", "ALL", "RUN", "CALL", "REALTIME_RUN", "TASKS",
+           "HARD_MARGIN_S", "OPEN_ENDED_S"]
+
+SHORT = "twin.short"
+"""static runs and function calls: milliseconds each"""
+LONG = "twin.long"
+"""dynamic runs: seconds to minutes each"""
+REALTIME = "twin.realtime"
+"""real-time runs: as long as the plant lives, one worker slot each"""
+BATCH = (SHORT, LONG)
+"""the queues that admission counts (TWIN_MAX_QUEUED) and the batch workers take"""
+ALL = (SHORT, LONG, REALTIME)
+
+RUN = "twin.run"
+CALL = "twin.call"
+REALTIME_RUN = "twin.realtime"
+TASKS = (RUN, CALL, REALTIME_RUN)
+"""the task names: what Flower shows, what a queued message carries"""
+
+HARD_MARGIN_S = 30
+"""The hard time limit of every task is its soft one plus this: a job that ignores its
+soft limit is killed then (and answered ``timeout``)."""
+
+OPEN_ENDED_S = 10 * 365 * 86_400
+"""The "time limit" of an open-ended real-time run: none in practice (Celery needs a number)."""
