@@ -21,7 +21,6 @@ Foreign errors (paho's return codes, socket errors) are translated into
 from __future__ import annotations
 
 import logging
-import random
 import socket
 import ssl
 import sys
@@ -37,6 +36,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from common.retry import Backoff
 from common.settings import MqttEndpoint
 
 __all__ = ["MqttConnection", "MqttError", "Will", "failure_line", "negotiate_protocol",
@@ -290,7 +290,7 @@ class MqttConnection:
         if not 0 < backoff[0] <= backoff[1]:
             raise ValueError("backoff must be (first, cap) with 0 < first <= cap seconds")
         self._backoff = backoff
-        self._attempt = 0
+        self._delays = Backoff(*backoff)
         self.endpoint = endpoint
         self.protocol = protocol
         self.v5 = protocol == "5"
@@ -375,10 +375,8 @@ class MqttConnection:
     def _next_delay(self) -> None:
         """Capped exponential backoff with jitter for paho's next reconnect attempt,
         so a fleet of controllers does not reconnect in step after a broker restart."""
-        first, cap = self._backoff
-        delay = min(cap, first * 2 ** self._attempt) * random.uniform(0.5, 1.0)
-        self._attempt = min(self._attempt + 1, 30)
-        self.client.reconnect_delay_set(min_delay=delay, max_delay=delay)
+        delay = self._delays.next()
+        self.client.reconnect_delay_set(min_delay=delay, max_delay=delay)  # type: ignore[arg-type]  # paho takes float seconds
 
     def _report(self, level: int, line: str) -> None:
         """Log why the connection failed: once per cause and process (the ingress's two
@@ -413,7 +411,7 @@ class MqttConnection:
             return
         with _reported_lock:
             _reported.clear()  # connected: a failure after this is news again
-        self._attempt = 0  # reset only after a successful CONNACK
+        self._delays.reset()  # only after a successful CONNACK
         self._next_delay()
         for topic, qos in self._subscriptions:
             client.subscribe(topic, qos)

@@ -25,11 +25,7 @@ from scenario_builder import SUPPORTED_MODES
 from .commands import COMMANDS
 from .errors import CommandNotPermitted
 
-__all__ = ["Policy", "CLIENT_PROPERTY"]
-
-CLIENT_PROPERTY = "client"
-"""The MQTT 5 user property naming the orchestrator that sends a command (its jobs are
-counted against ``TWIN_MAX_JOBS_PER_CLIENT``)."""
+__all__ = ["Policy"]
 
 
 def _listed(names: Iterable[str]) -> str:

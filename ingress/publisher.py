@@ -20,6 +20,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import redis
 
+from common.retry import Backoff
 from tasks.outbox import outbox_stream
 
 from .mqttconn import MqttConnection
@@ -115,7 +116,7 @@ class Publisher:
         cursor: bytes | str = "0"  # from the oldest entry still stored
         if self._inflight:  # after a failure: what paho holds will be acknowledged
             cursor = self._inflight[-1][1]
-        backoff = 0.5
+        delays = Backoff(0.5, 10.0)
         while not self._stop.is_set():
             self._puback.clear()
             self._delete_acked()
@@ -128,11 +129,11 @@ class Publisher:
             try:
                 batch: Any = self.redis.xread(
                     {self.stream: cursor}, count=room, block=self.block_ms)
-                backoff = 0.5
+                delays.reset()
             except redis.RedisError as exc:
-                log.warning("outbox read failed (%s); retrying in %.1f s", exc, backoff)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+                delay = delays.next()
+                log.warning("outbox read failed (%s); retrying in %.1f s", exc, delay)
+                self._stop.wait(delay)
                 continue
             for _stream, entries in batch or ():
                 for entry_id, fields in entries:

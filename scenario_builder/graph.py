@@ -44,6 +44,12 @@ class Signal:
             return float(self.v[0])
         return float(np.interp(time, self.t, self.v))
 
+    def to_data(self) -> float | dict[str, list[float]]:
+        """The value as a scenario gives it: a number, or a series ``{"t", "v"}``."""
+        if self.constant:
+            return float(self.v[0])
+        return {"t": self.t.tolist(), "v": self.v.tolist()}
+
 
 @dataclass
 class Element:
@@ -73,6 +79,33 @@ class Scenario:
     solver: dict[str, Any] = field(default_factory=dict)
     order: list[list[str]] = field(default_factory=list)
     """elements grouped into strongly connected components, in evaluation order"""
+
+    def to_data(self) -> dict[str, Any]:
+        """This checked scenario as JSON-able data that builds the same scenario again:
+        every element with its model, all its parameters (instances resolved, defaults
+        filled) and initial states; every input port that has no connection with its
+        value; the outputs, time grid, solver and ``realtime`` options spelled out. What
+        the ingress queues for a worker (whose own check of it is then cheap)."""
+        def port(p: Port) -> str:
+            return f"{p[0]}.{p[1]}"
+
+        return {
+            "mode": self.mode,
+            # (a parameter left out is None: left out again)
+            "elements": {name: {"model": el.cls.name,
+                                "params": {k: v for k, v in el.model.p.items() if v is not None},
+                                "initial": dict(el.initial)}
+                         for name, el in self.elements.items()},
+            "connections": [{"from": port(src), "to": port(dst)}
+                            for dst, src in self.feeds.items()],
+            "inputs": {port(p): sig.to_data() for p, sig in self.inputs.items()},
+            "outputs": [port(p) for p in self.outputs],
+            "time": self.time,
+            "solver": self.solver,
+            "post": [{("as" if k == "as_" else k): v for k, v in call.items()}
+                     for call in self.post],
+            **({"realtime": self.realtime} if self.realtime is not None else {}),
+        }
 
     @property
     def loops(self) -> list[list[str]]:

@@ -207,8 +207,8 @@ def _job_of(msg: Any, queue: str) -> dict[str, Any] | None:
         job: dict[str, Any] = {"id": str(args[0]), "controller": str(args[1]),
                                "task": task, "queue": queue, "state": "queued",
                                "reply_to": str(args[2]), "summary": kwargs.get("summary", "")}
-        if task in ("twin.run", "twin.realtime") and len(args) > 3:
-            job["scenario"] = args[3]
+        if "inputs" in kwargs:  # a real-time run: its settable inputs, as the ingress found
+            job["inputs"] = kwargs["inputs"]
         return job
     except (ValueError, KeyError, TypeError, IndexError, AttributeError):
         return None

@@ -19,6 +19,7 @@ import redis
 from celery import signals
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
+from common.retry import retry
 from common.settings import load_settings
 from modellib.errors import CodedError
 from modellib.functions import call_function
@@ -40,6 +41,9 @@ __all__ = ["run", "call", "realtime", "outbox"]
 
 log = logging.getLogger("twinctl.worker")
 
+REDIS_AWAY = (redis.ConnectionError, redis.TimeoutError)
+"""Redis errors that pass (a restart, a network blip): retried, never the others."""
+
 _outbox: Outbox | None = None
 _outbox_pid = 0
 
@@ -59,7 +63,7 @@ _RETRY = {
     "bind": True,
     "acks_late": True,
     "reject_on_worker_lost": True,
-    "autoretry_for": (redis.ConnectionError, redis.TimeoutError),
+    "autoretry_for": REDIS_AWAY,
     "retry_backoff": True,
     "retry_backoff_max": 30,
     "retry_jitter": True,
@@ -180,18 +184,16 @@ T = TypeVar("T")
 def _persist(store: Callable[[], T], wait: bool, timeout: float = 600.0) -> T:
     """``store()``; with ``wait``, retried while Redis is away (a real-time job is not
     run again by Celery: its final reply must not be lost to a short outage)."""
-    deadline = time.monotonic() + timeout
-    delay = 0.2
-    while True:
-        try:
-            return store()
-        except SoftTimeLimitExceeded:
-            continue  # the time limit fired while storing: the answer is ready, store it
-        except (redis.ConnectionError, redis.TimeoutError):
-            if not wait or time.monotonic() > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+    def once() -> T:
+        while True:
+            try:
+                return store()
+            except SoftTimeLimitExceeded:
+                continue  # the time limit fired while storing: the answer is ready, store it
+
+    if not wait:
+        return once()
+    return retry(once, retry_on=REDIS_AWAY, deadline=time.monotonic() + timeout)
 
 
 def stream_rows(
@@ -288,8 +290,12 @@ def realtime(
     scenario: dict[str, Any],
     correlation: str | None = None,
     summary: str = "",
+    inputs: list[str] | None = None,
 ) -> str:
     """Run a real-time ``scenario`` until its ``time.stop`` or a ``stop`` command.
+
+    ``inputs``: its settable inputs, as the ingress found them (``set`` of the job while
+    it waits checks against them); the worker lists them again from its own check.
 
     Acknowledged when it starts, and never run again by Celery: re-running would
     replay simulated time the plant has already lived through. If its worker

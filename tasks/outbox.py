@@ -220,6 +220,13 @@ class Outbox:
             f"twin:{controller}:req:{request_id}:keys")
         return {k.decode() for k in found}
 
+    def finished(self, controller: str, request_ids: list[str]) -> list[bool]:
+        """Whether each request's final reply is stored (one pipelined round trip)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for rid in request_ids:
+            pipe.hexists(f"twin:{controller}:req:{rid}:keys", "final")
+        return [bool(found) for found in pipe.execute()]
+
     def pending(self, controller: str) -> int:
         """How many replies wait for the broker's PUBACK."""
         return int(self.redis.xlen(outbox_stream(controller)))

@@ -18,6 +18,7 @@ from typing import Any
 
 import redis
 
+from common.retry import Backoff
 from scenario_builder import Poll
 
 from .jobboard import JobBoard
@@ -98,12 +99,11 @@ class RedisSteering:
         self._done.set()
         self._beat.join(5.0)  # no heartbeat after the job's end
         deadline = time.monotonic() + timeout
-        delay = 0.1
+        delays = Backoff(0.1, 5.0)
         while self._pending and time.monotonic() < deadline:
             self._drain()
             if self._pending:
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                time.sleep(delays.next())
         if self._pending:
             log.error("request %s: %d data replies could not be stored", self.request_id,
                       len(self._pending))

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from modellib import CodedError
-from scenario_builder import build_scenario, run_scenario
+from scenario_builder import build_scenario, check_scenario, run_scenario
 
 PUMP = {"model": "CentrifugalPump", "params": {
     "rated_speed": 1450, "shutoff_head": 40.0, "curve_coefficient": 2.0e4, "efficiency": 0.72}}
@@ -189,3 +189,38 @@ def test_a_tank_fed_at_steady_state_settles_at_torricelli_level() -> None:
     assert out["values"]["tank.level"] == pytest.approx((0.03 / (0.62 * 0.01)) ** 2
                                                         / (2 * 9.80665), rel=1e-12)
     assert out["values"]["tank.outflow"] == pytest.approx(0.03, rel=1e-12)
+
+
+# ----- the checked scenario the ingress queues (Scenario.to_data) ----------------------
+
+def _resolved_templates() -> list[tuple[str, dict]]:
+    import tempfile
+    from pathlib import Path
+
+    from instances import SHIPPED_INSTANCES, InstanceLibrary
+    from scenario_builder import expand_template
+    from scenario_builder.templates import templates
+
+    lib = InstanceLibrary(Path(tempfile.mkdtemp()) / "instances", seed=SHIPPED_INSTANCES)
+    return [(name, lib.resolve(expand_template(name, {}))) for name in templates()]
+
+
+@pytest.mark.parametrize(("name", "raw"), _resolved_templates())
+def test_the_checked_scenario_builds_the_same_scenario_again(name: str, raw: dict) -> None:
+    """What the ingress queues is JSON, builds the same scenario in the worker, and runs to
+    the same result as the scenario the orchestrator sent."""
+    import json
+
+
+    data = check_scenario(raw).to_data()
+    sent = json.loads(json.dumps(data, allow_nan=False))
+    assert check_scenario(sent).to_data() == data
+    assert all("instance" not in el for el in data["elements"].values())  # resolved
+    if data["mode"] != "realtime":
+        a, b = run_scenario(raw), run_scenario(sent)
+        for result in (a, b):  # (the times it took differ)
+            result["stats"] = {k: v for k, v in result["stats"].items() if not k.endswith("_ms")}
+        def plain(result: dict) -> str:
+            return json.dumps(result, sort_keys=True, default=lambda o: o.tolist())
+
+        assert plain(a) == plain(b)

@@ -1,0 +1,145 @@
+"""One command message, handled completely: its replies are in the outbox after.
+
+The order of the checks is the cost order: size, signature, JSON and envelope
+(:mod:`ingress.commands`), then the command's fields and its plan against the
+libraries (:mod:`ingress.plans`); the duplicate-id guard and the first reply are
+one Redis round trip; then the plan's action (queue a job, store an instance…).
+Any failure while checking is answered (``internal_error`` at worst), never silence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+
+import paho.mqtt.client as mqtt
+
+from common.settings import Settings
+from modellib.errors import CodedError, InvalidArgument
+
+from . import routing, signing
+from .commands import Command, check_fields, parse_command, sniff_id
+from .errors import SignatureRefused
+from .plans import Plan, Planner
+from .policy import Policy
+from .replies import Replies
+
+__all__ = ["Handler"]
+
+log = logging.getLogger("twinctl.ingress")
+
+
+class Handler:
+    def __init__(self, settings: Settings, policy: Policy, planner: Planner,
+                 replies: Replies) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.planner = planner
+        self.replies = replies
+
+    def handle(self, msg: mqtt.MQTTMessage) -> tuple[str | None, str | None, str]:
+        """Handle one command message completely (its replies are in the outbox after).
+
+        Returns ``(request id, cmd, outcome)`` for the log (``None`` where the
+        command did not get that far): the outcome is the first reply's type
+        (``ack``, ``pong``, ``description``), its error code, ``duplicate_id``,
+        or ``redelivered`` (a QoS 1 re-delivery of a command already answered).
+
+        The duplicate-id guard and the first reply are one Redis round trip
+        (:meth:`tasks.outbox.Outbox.put_first`): the command is checked first, locally,
+        and the guard then decides whether its answer (``ack``, ``pong``, an error…)
+        or a ``duplicate_id`` error is stored. The outcome is the same as guarding
+        first; it saves a round trip on every command.
+        """
+        reply_to, correlation = routing.response_route(msg, self.settings.mqtt_prefix)
+        props = routing.user_properties(msg)
+        command, authentic = self._envelope(msg, props)
+        if isinstance(command, CodedError):
+            if not authentic:
+                # the bytes are not authentic: never publish where they say (response
+                # topic), only on this controller's own topics
+                reply_to, correlation = None, None
+            return self._refuse(msg, command, reply_to, correlation)
+        command.dup = bool(msg.dup)
+        command.reply_to = reply_to
+        command.correlation = correlation
+        command.client = routing.client_of(props, reply_to)
+        plan = self._plan(command)
+        stored = self.replies.first(command, plan.key, plan.rtype, plan.fields)
+        outcome = (str(plan.fields.get("code", "error")) if plan.rtype == "error"
+                   else plan.rtype)
+        if stored.outcome != "new":
+            outcome = "duplicate_id" if stored.outcome == "duplicate" else "redelivered"
+        if plan.then is None or stored.outcome == "duplicate":
+            return command.id, command.cmd, outcome
+        if stored.outcome == "redelivered":
+            # A QoS 1 re-delivery: this ingress died after storing the first reply and
+            # before acknowledging the command, perhaps before queueing its job. Do the
+            # rest again: a job queued twice stores its replies once (logical keys), and
+            # instance changes are idempotent. Rare, so no per-command bookkeeping.
+            log.warning("request %s: re-delivered after an interrupted handling: "
+                        "finishing it (its replies are stored once)", command.id)
+        plan.then()
+        return command.id, command.cmd, outcome
+
+    def _envelope(self, msg: mqtt.MQTTMessage,
+                  props: dict[str, str]) -> tuple[Command | CodedError, bool]:
+        """The signature (when commands must be signed), the JSON and the envelope: the
+        command or why it is refused, and whether its bytes are authentic."""
+        secret, s = self.settings.command_secret, self.settings
+        authentic = secret is None
+        try:
+            payload = bytes(msg.payload)
+            if len(payload) <= s.max_command_bytes + 65:  # (too large: parse_command says so)
+                payload = signing.verify(secret, payload,
+                                         props.get(signing.SIGNATURE_PROPERTY))
+                authentic = True
+            command = parse_command(payload, max_bytes=s.max_command_bytes,
+                                    allowed=self.policy.commands)
+            if secret is not None:
+                signing.check_ts(command.ts, max_age=s.signature_max_age,
+                                 request_id=command.id)
+        except CodedError as exc:
+            return exc, authentic
+        return command, authentic
+
+    def _refuse(self, msg: mqtt.MQTTMessage, exc: CodedError, reply_to: str | None,
+                correlation: bytes | None) -> tuple[str | None, None, str]:
+        """A command refused before its id could be guarded: answered on its id's reply
+        topic if it has a readable id, else on the controller's ``errors`` topic."""
+        rid = getattr(exc, "request_id", None)
+        if isinstance(exc, SignatureRefused) and rid is None:
+            rid = sniff_id(bytes(msg.payload))
+            exc.request_id = rid
+        if rid is None:
+            self.replies.error_without_id(exc)
+        else:
+            # keyed by the message's bytes: a QoS 1 re-delivery of it is not answered
+            # twice; the same bytes sent again (not a re-delivery) are answered again
+            key = f"rejected:{hashlib.sha1(msg.payload).hexdigest()}"
+            first = self.replies.reply(rid, key, "error", exc.as_reply(), reply_to, correlation)
+            if not first.new and not msg.dup:
+                self.replies.reply(rid, f"{key}:{uuid.uuid4().hex}", "error", exc.as_reply(),
+                                   reply_to, correlation)
+        return rid, None, exc.code
+
+    def _plan(self, command: Command) -> Plan:
+        """The command's fields and its plan; whatever goes wrong is an error plan."""
+        try:
+            check_fields(command)
+            return self.planner.plan(command)
+        except CodedError as exc:
+            return Plan("error", exc.as_reply())
+        except (OverflowError, RecursionError) as exc:
+            # numbers or nesting beyond what can be computed with, deep in a command
+            return Plan("error", InvalidArgument(
+                "a number in the command is too large to compute with (give finite values "
+                "within ±1.8e308)" if isinstance(exc, OverflowError) else
+                "the command is nested too deeply to check (at most ~300 levels)").as_reply())
+        except Exception:  # noqa: BLE001  (a bug must still answer the command)
+            log.exception("request %s: checking the command failed", command.id)
+            return Plan("error", {
+                "code": "internal_error",
+                "message": "the controller failed while checking this command; see its "
+                           "log (it was not run)"})

@@ -1,0 +1,112 @@
+"""The ingress's watch: queue depths, the retained status, and real-time jobs lost.
+
+Twice a second it reads the depth of every queue and of the outbox (one pipelined
+round trip) for admission and the status, answers a running real-time job whose
+heartbeat stopped (its worker died), and publishes the retained status again when
+the depths changed (at most every 5 s).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from common import __version__
+from common.settings import Settings
+from instances import InstanceLibrary
+from tasks import queues
+from tasks.jobboard import JobBoard
+from tasks.outbox import outbox_stream
+from tasks.replies import encode_json, timestamp
+
+from .admission import Admission
+from .policy import Policy
+from .replies import Replies
+
+__all__ = ["Monitor", "status_message"]
+
+log = logging.getLogger("twinctl.ingress")
+
+
+def status_message(settings: Settings, state: str, *, protocol: str = "",
+                   policy: Policy | None = None, library: InstanceLibrary | None = None,
+                   depths: dict[str, int] | None = None) -> str:
+    """The retained status: ``online`` with this controller's capabilities, or the
+    ``offline`` of the last will and of a clean stop."""
+    fields: dict[str, Any] = {"state": state, "controller": settings.controller_id,
+                              "group": settings.group, "ts": timestamp()}
+    if state == "online":
+        assert policy is not None and library is not None
+        depths = depths or {}
+        fields.update(
+            version=__version__, protocol=protocol,
+            commands=policy.allowed_commands(), modes=policy.allowed_modes(),
+            models=policy.allowed_models(),
+            instances=policy.instance_ids(library.describe()),
+            queues={q: depths.get(q, 0) for q in queues.ALL},
+            outbox=depths.get("outbox", 0),
+        )
+    return encode_json(fields)
+
+
+class Monitor:
+    def __init__(self, settings: Settings, client: redis.Redis, board: JobBoard,
+                 admission: Admission, replies: Replies, stop: threading.Event,
+                 publish_status: Callable[[], None]) -> None:
+        self.settings = settings
+        self.redis = client
+        self.board = board
+        self.admission = admission
+        self.replies = replies
+        self.stop = stop
+        self.publish_status = publish_status
+        self._thread = threading.Thread(target=self._loop, name="ingress-monitor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _loop(self) -> None:
+        published: dict[str, int] = {}
+        last = 0.0
+        while not self.stop.wait(0.5):
+            try:
+                pipe = self.redis.pipeline(transaction=False)
+                for q in queues.ALL:
+                    pipe.llen(q)
+                pipe.xlen(outbox_stream(self.settings.controller_id))
+                counts = pipe.execute()
+            except redis.RedisError as exc:
+                log.debug("queue depths unavailable: %s", exc)
+                continue
+            depths = {**dict(zip(queues.ALL, counts[:-1], strict=True)), "outbox": counts[-1]}
+            self.admission.depths = depths
+            try:
+                self.reap_lost()
+            except redis.RedisError as exc:
+                log.debug("lost real-time jobs not checked: %s", exc)
+            now = time.monotonic()
+            if depths != published and now - last >= 5.0:
+                self.publish_status()
+                published, last = dict(depths), now
+
+    def reap_lost(self) -> None:
+        """A running real-time job whose heartbeat stopped: its worker died. Answer it
+        (``runtime_error``) instead of leaving the orchestrator waiting."""
+        for rid in self.board.lost():
+            info = self.board.get_running(rid)
+            if info is not None:
+                at = f" at t = {info['t']:g} s" if isinstance(info.get("t"), int | float) else ""
+                self.replies.reply(rid, "final", "error", {
+                    "code": "runtime_error",
+                    "message": f"the worker running this real-time job ({info.get('worker')}) "
+                               f"stopped answering{at}; the run is over, its rows so far were "
+                               "sent: send a new run to go on"},
+                    info.get("reply_to"), None, correlation_hex=info.get("correlation"))
+                log.error("request %s: real-time job lost with its worker %s", rid,
+                          info.get("worker"))
+            self.board.end(rid)

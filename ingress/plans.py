@@ -1,0 +1,203 @@
+"""What to do with a command that passed the envelope checks: its plan.
+
+:meth:`Planner.plan` checks a command against the libraries, the policy and the
+limits, with no side effect, and says what to answer first (after the
+duplicate-id guard) and what to do then (queue a job, store an instance, steer a
+job). A ``run`` is checked here once, and what is queued is the checked scenario
+(:meth:`scenario_builder.Scenario.to_data`: instances resolved, every parameter
+given), with the settable inputs of a real-time run, so the worker's own check is
+cheap and nothing builds it a third time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from common.settings import Settings
+from instances import Instance, InstanceLibrary
+from modellib import describe_models
+from modellib.errors import CodedError
+from modellib.functions import check_call, describe_functions
+from scenario_builder import check_scenario, describe_templates, expand_template, settable_inputs
+from scenario_builder.templates import templates
+from tasks import queues
+from tasks.jobs import call as call_task
+from tasks.jobs import realtime as realtime_task
+from tasks.jobs import run as run_task
+
+from . import limits
+from .admission import Admission
+from .commands import Command
+from .jobcontrol import JobControl
+from .policy import Policy
+from .replies import Durable, Replies
+
+__all__ = ["Plan", "Planner"]
+
+log = logging.getLogger("twinctl.ingress")
+
+
+@dataclass
+class Plan:
+    """What to answer first (after the duplicate-id guard), and what to do then."""
+
+    rtype: str
+    fields: dict[str, Any]
+    key: str = "final"
+    then: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """A Celery job to send: task, queue, JSON-able arguments, per-job options."""
+
+    task: Any
+    queue: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    options: dict[str, Any]
+
+
+class Planner:
+    def __init__(self, settings: Settings, policy: Policy, library: InstanceLibrary,
+                 admission: Admission, jobs: JobControl, replies: Replies,
+                 durable: Durable, on_library_change: Callable[[], None]) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.library = library
+        self.admission = admission
+        self.jobs = jobs
+        self.replies = replies
+        self.durable = durable
+        self.on_library_change = on_library_change
+
+    def plan(self, command: Command) -> Plan:
+        """Check ``command`` against the libraries (no side effects); say what to do."""
+        body = command.body
+        if command.cmd == "ping":
+            return Plan("pong", {})
+        if command.cmd == "describe":
+            return Plan("description", self.describe())
+        if command.cmd in ("run", "call"):
+            self.admission.admit()
+            job = self._run(command) if command.cmd == "run" else self._call(command)
+            self.admission.check_client(command)
+            return Plan("ack", {"queue": job.queue}, "ack", lambda: self._enqueue(job, command))
+        if command.cmd == "put_instance":
+            self.policy.check_instance(body["instance"], path="instance")
+            inst = self.library.check(body["instance"], path="instance")
+            return Plan("ack", {}, "ack", lambda: self._put_instance(command, inst))
+        if command.cmd == "delete_instance":
+            if not (command.dup and body["instance_id"] not in self.library):
+                self.library.get(body["instance_id"], path="instance_id")
+            # (a re-delivery may find it deleted by its own interrupted first handling)
+            return Plan("ack", {}, "ack", lambda: self._delete_instance(command))
+        if command.cmd == "jobs":
+            return Plan("result", {"status": "ok", "jobs": self.jobs.jobs()})
+        if command.cmd == "stop":
+            target = self.jobs.find(body["target"])
+            return Plan("ack", {}, "ack", lambda: self.jobs.stop(command, target))
+        if command.cmd == "set":
+            target = self.jobs.find(body["target"])
+            values = self.jobs.check_set(target, body["inputs"])
+            return Plan("ack", {}, "ack", lambda: self.jobs.set_inputs(command, target, values))
+        raise AssertionError(f"no plan for {command.cmd!r}")  # parse_command refused it
+
+    def describe(self) -> dict[str, Any]:
+        """The libraries, as far as the deployment policy allows them."""
+        return self.policy.describe(
+            {"models": describe_models(), "functions": describe_functions(),
+             "instances": self.library.describe(), "templates": describe_templates()},
+            templates())
+
+    # ----- jobs ------------------------------------------------------------------------
+    def _route(self, command: Command) -> tuple[str, str | None]:
+        reply_to = command.reply_to or self.settings.reply_topic(command.id)
+        return reply_to, command.correlation.hex() if command.correlation else None
+
+    def _call(self, command: Command) -> Job:
+        """Check a ``call`` against the function library."""
+        name, args = command.body["function"], command.body["args"]
+        self.policy.check_function(name, "function")
+        limits.check_args(args, self.settings.max_series, "args")
+        check_call(name, args, path="args", function_path="function")
+        reply_to, correlation = self._route(command)
+        return Job(call_task, queues.SHORT,
+                   (command.id, self.settings.controller_id, reply_to, name, args),
+                   {"correlation": correlation, "summary": f"call: {name}"}, {})
+
+    def _run(self, command: Command) -> Job:
+        """Check a ``run`` against the libraries, the policy and the limits."""
+        body, s = command.body, self.settings
+        template = body.get("template")
+        if template is not None:
+            limits.check_args(body["args"], s.max_series, "args")
+        raw = expand_template(template, body["args"]) if template else body["scenario"]
+        limits.check_elements(raw, s.max_elements)
+        limits.check_series(raw, s.max_series)
+        scenario = self.library.resolve(raw)
+        self.policy.check_scenario(scenario, template=template)
+        checked = check_scenario(scenario)
+        limits.check_steps(checked, s.max_steps)
+        models = sorted({el.cls.name for el in checked.elements.values()})
+        summary = f"{checked.mode}: {len(checked.elements)} element(s) {', '.join(models)}"
+        reply_to, correlation = self._route(command)
+        args = (command.id, s.controller_id, reply_to, checked.to_data())
+        kwargs: dict[str, Any] = {"correlation": correlation, "summary": summary}
+        if checked.mode == "realtime":
+            kwargs["inputs"] = settable_inputs(checked)
+            return Job(realtime_task, queues.REALTIME, args, kwargs,
+                       realtime_limits(checked.time, checked.realtime))
+        kwargs["max_rows"] = s.max_result_rows
+        return Job(run_task, queues.SHORT if checked.mode == "static" else queues.LONG,
+                   args, kwargs, {})
+
+    def _enqueue(self, job: Job, command: Command) -> None:
+        self.admission.count(command)  # counted until the job ends (JobBoard.end)
+        self.durable("queueing the job", lambda: job.task.apply_async(
+            args=job.args, kwargs=job.kwargs, queue=job.queue, **job.options))
+
+    # ----- the instance library ------------------------------------------------------------
+    def _put_instance(self, command: Command, inst: Instance) -> None:
+        try:
+            stored, created = self.library.put(inst.describe())
+        except OSError as exc:
+            log.error("could not store instance %s: %s", inst.id, exc)
+            self.replies.final(command, "error", {
+                "code": "internal_error",
+                "message": f"the instance {inst.id!r} could not be stored: {exc.strerror}"})
+            return
+        self.replies.final(command, "result", {"status": "ok", "created": created,
+                                               "instance": stored.describe()})
+        self.on_library_change()
+
+    def _delete_instance(self, command: Command) -> None:
+        iid = command.body["instance_id"]
+        try:
+            if not (command.dup and iid not in self.library):
+                self.library.delete(iid)
+        except CodedError as exc:  # deleted by an earlier command meanwhile
+            self.replies.final(command, "error", exc.as_reply())
+            return
+        except OSError as exc:
+            self.replies.final(command, "error", {
+                "code": "internal_error",
+                "message": f"the instance {iid!r} could not be deleted: {exc.strerror}"})
+            return
+        self.replies.final(command, "result", {"status": "ok", "deleted": iid})
+        self.on_library_change()
+
+
+def realtime_limits(time_: dict[str, Any] | None, opts: dict[str, Any] | None) -> dict[str, Any]:
+    """Celery time limits of a real-time run: its length in wall-clock time and a margin;
+    an open-ended run has none (it runs until stopped)."""
+    assert time_ is not None and opts is not None
+    if time_.get("stop") is None:
+        return {"soft_time_limit": queues.OPEN_ENDED_S,
+                "time_limit": queues.OPEN_ENDED_S + queues.HARD_MARGIN_S}
+    length = (float(time_["stop"]) - float(time_["start"])) / float(opts["speed"])
+    soft = int(length * 1.1 + 60)
+    return {"soft_time_limit": soft, "time_limit": soft + queues.HARD_MARGIN_S}
