@@ -3,12 +3,12 @@
 from .commands import Command, check_fields, parse_command
 from .errors import (
     CommandError,
-    CommandNotPermitted,
     DuplicateId,
     InvalidCommand,
     InvalidJson,
+    NotPermitted,
     TooLarge,
 )
 
-__all__ = ["Command", "check_fields", "parse_command", "CommandError", "CommandNotPermitted",
+__all__ = ["Command", "check_fields", "parse_command", "CommandError", "NotPermitted",
            "DuplicateId", "InvalidCommand", "InvalidJson", "TooLarge"]

@@ -18,7 +18,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from modellib.errors import did_you_mean
 from modellib.validation import StrictString, first_error
 
-from .errors import CommandNotPermitted, InvalidCommand, InvalidJson, TooLarge
+from .errors import InvalidCommand, InvalidJson, NotPermitted, TooLarge
 
 __all__ = ["Command", "parse_command", "check_fields", "sniff_id", "COMMANDS", "AVAILABLE", "ID_RE"]
 
@@ -193,13 +193,13 @@ def parse_command(payload: bytes, *, max_bytes: int,
             path="cmd", request_id=rid,
         )
     if cmd not in AVAILABLE:
-        raise CommandNotPermitted(
+        raise NotPermitted(
             f"command {cmd!r} is not available on this controller (it answers: "
             f"{', '.join(AVAILABLE)})",
             path="cmd", request_id=rid,
         )
     if allowed is not None and cmd not in allowed:
-        raise CommandNotPermitted(
+        raise NotPermitted(
             f"command {cmd!r} is not permitted on this controller; its deployment allows: "
             f"{', '.join(c for c in COMMANDS if c in allowed)}",
             path="cmd", request_id=rid,

@@ -15,16 +15,14 @@ the steps on the checked scenario. The jobs of one orchestrator
 
 from __future__ import annotations
 
-import math
-import sys
 from typing import Any
 
 from scenario_builder.graph import Scenario
+from scenario_builder.timegrid import row_count, tick_count
 
 from .errors import LimitExceeded
 
-__all__ = ["check_elements", "check_series", "check_args", "check_steps", "points",
-           "run_rows"]
+__all__ = ["check_elements", "check_series", "check_args", "check_steps", "points"]
 
 
 def check_elements(scenario: Any, limit: int, path: str = "scenario") -> None:
@@ -93,21 +91,6 @@ def check_series(scenario: Any, limit: int, path: str = "scenario") -> None:
                 check_args(call.get("args"), limit, f"{path}.post[{i}].args")
 
 
-def run_rows(time: dict[str, Any]) -> int:
-    """Rows of a dynamic run: start, start + step, …, and stop (a last, shorter step
-    when the span is not a multiple of the step)."""
-    start, stop, step = float(time["start"]), float(time["stop"]), float(time["step"])
-    n = _whole_steps(start, stop, step)
-    return n + 1 + (1 if stop - (start + n * step) > 1e-9 * step else 0)
-
-
-def _whole_steps(start: float, stop: float, step: float) -> int:
-    """Whole steps from start to stop; beyond counting (a step of 5e-324, a span of
-    2e308): as many as an int can say, so any limit refuses it."""
-    span = (stop - start) / step
-    return math.floor(span + 1e-9) if math.isfinite(span) else sys.maxsize
-
-
 def check_steps(scenario: Scenario, limit: int, path: str = "scenario") -> None:
     """Output rows of a dynamic run, ticks of a real-time run that has a ``time.stop``
     (an open-ended one runs until ``stop``)."""
@@ -115,11 +98,10 @@ def check_steps(scenario: Scenario, limit: int, path: str = "scenario") -> None:
     if time is None or time.get("stop") is None or time.get("step") is None:
         return
     if scenario.mode == "dynamic":
-        n = run_rows(time)
+        n = row_count(time)
         what = f"the run would return {n} rows (one per time.step from time.start to time.stop)"
     elif scenario.mode == "realtime":
-        start, stop, step = float(time["start"]), float(time["stop"]), float(time["step"])
-        n = _whole_steps(start, stop, step) + 1
+        n = tick_count(time)
         what = f"the real-time run would take {n} ticks (one per time.step until time.stop)"
     else:
         return

@@ -23,7 +23,7 @@ from modellib.functions import function_names
 from scenario_builder import SUPPORTED_MODES
 
 from .commands import COMMANDS
-from .errors import CommandNotPermitted
+from .errors import NotPermitted
 
 __all__ = ["Policy"]
 
@@ -88,7 +88,7 @@ class Policy:
         what = f"element {element!r} uses model {name!r}" if element else f"model {name!r}"
         if instance:
             what += f" (the model of instance {instance!r})"
-        raise CommandNotPermitted(
+        raise NotPermitted(
             f"{what}, which this controller's deployment does not run; allowed models: "
             f"{_listed(self.allowed_models())}", path=path)
 
@@ -96,7 +96,7 @@ class Policy:
         if self.functions is None or not isinstance(name, str) or name in self.functions \
                 or name not in function_names():
             return
-        raise CommandNotPermitted(
+        raise NotPermitted(
             f"function {name!r} is not permitted on this controller; its deployment allows: "
             f"{_listed(self.allowed_functions())}", path=path)
 
@@ -104,7 +104,7 @@ class Policy:
         if self.modes is None or not isinstance(mode, str) or mode in self.modes \
                 or mode not in SUPPORTED_MODES:
             return
-        raise CommandNotPermitted(
+        raise NotPermitted(
             f"mode {mode!r} is not permitted on this controller; its deployment runs: "
             f"{_listed(self.allowed_modes())}", path=path)
 
@@ -128,10 +128,10 @@ class Policy:
             for i, call in enumerate(post if isinstance(post, list) else ()):
                 if isinstance(call, dict):
                     self.check_function(call.get("function"), f"{path}.post[{i}].function")
-        except CommandNotPermitted as exc:
+        except NotPermitted as exc:
             if template is None:
                 raise
-            raise CommandNotPermitted(f"template {template!r}: {exc.message}",
+            raise NotPermitted(f"template {template!r}: {exc.message}",
                                       path="template") from None
 
     def check_instance(self, data: Any, path: str = "instance") -> None:
@@ -151,7 +151,7 @@ class Policy:
                         if isinstance(el, dict) else el)
                     for n, el in scenario["elements"].items()}}
             self.check_scenario(resolved)
-        except CommandNotPermitted:
+        except NotPermitted:
             return False
         return True
 

@@ -3,6 +3,8 @@
 Tree::
 
     CodedError                 (code, message, path, data) -> an ``error`` reply
+    ├── NotPermitted           code ``not_permitted``: outside what this deployment runs
+    ├── LimitExceeded          code ``limit_exceeded``: above one of its limits
     └── ModelLibError          anything the model library refuses or fails at
         ├── UnknownModel       code ``unknown_model``
         ├── UnknownFunction    code ``unknown_function``
@@ -11,7 +13,8 @@ Tree::
         └── ModelRuntimeError  code ``runtime_error`` (a model failed numerically)
 
 Other packages derive their own base from :class:`CodedError`, so anything that
-crosses to the wire needs to catch only ``CodedError``.
+crosses to the wire needs to catch only ``CodedError``; the two meanings every
+layer can hit (``not_permitted``, ``limit_exceeded``) are one class each, here.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from typing import Any, ClassVar
 __all__ = [
     "ERROR_CODES",
     "CodedError",
+    "NotPermitted",
+    "LimitExceeded",
     "ModelLibError",
     "UnknownModel",
     "UnknownFunction",
@@ -49,10 +54,13 @@ class CodedError(Exception):
 
     code: ClassVar[str] = "internal_error"
 
-    def __init__(self, message: str, *, path: str | None = None, **data: Any) -> None:
+    def __init__(self, message: str, *, path: str | None = None,
+                 request_id: str | None = None, **data: Any) -> None:
         super().__init__(message)
         self.message = message
         self.path = path
+        self.request_id = request_id
+        """the request's id, where the error is found before the command is read whole"""
         self.data = data
 
     def as_reply(self) -> dict[str, Any]:
@@ -64,6 +72,24 @@ class CodedError(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, path={self.path!r})"
+
+
+class NotPermitted(CodedError):
+    """A command, mode, model or function this deployment does not run."""
+
+    code = "not_permitted"
+
+
+class LimitExceeded(CodedError):
+    """Above one of the deployment's limits; the reply carries ``limit`` (and, for the
+    jobs of one orchestrator, ``running``)."""
+
+    code = "limit_exceeded"
+
+    def as_reply(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {k: self.data[k] for k in ("limit", "running")
+                                 if k in self.data}
+        return {**super().as_reply(), **extra}
 
 
 class ModelLibError(CodedError):

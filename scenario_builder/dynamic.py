@@ -25,7 +25,6 @@ solver (terminal event); the integration restarts there after the element's
 
 from __future__ import annotations
 
-import math
 import time as _time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from modellib.errors import ModelRuntimeError
 
 from .errors import LimitExceeded, RunStopped, ScenarioRuntimeError
 from .graph import Element, Port, Scenario, _components
+from .timegrid import output_times, row_count
 
 __all__ = ["simulate", "check_rows", "March", "MAX_ROWS", "MAX_SEGMENTS"]
 
@@ -475,26 +475,17 @@ def _rows(index: np.ndarray) -> slice | np.ndarray:
 
 def check_rows(time: dict[str, Any]) -> int:
     """The number of output rows; ``limit_exceeded`` above :data:`MAX_ROWS`."""
-    start, stop, step = float(time["start"]), float(time["stop"]), float(time["step"])
-    span = (stop - start) / step
-    rows = math.floor(span + 1e-9) + 2 if math.isfinite(span) else math.inf
+    rows = row_count(time)
     if rows > MAX_ROWS:
         raise LimitExceeded(
             f"the run would return about {rows:.3g} rows; at most {MAX_ROWS} are allowed: "
             "make time.step larger or the run shorter", path="scenario.time.step")
-    return int(rows)
+    return rows
 
 
 def _grid(time: dict[str, Any]) -> np.ndarray:
     check_rows(time)
-    start, stop, step = float(time["start"]), float(time["stop"]), float(time["step"])
-    n = math.floor((stop - start) / step + 1e-9)
-    grid = start + step * np.arange(n + 1)
-    if stop - grid[-1] > 1e-9 * step:
-        grid = np.append(grid, stop)
-    else:
-        grid[-1] = stop
-    return grid
+    return output_times(time)
 
 
 def _solver_options(sc: Scenario) -> dict[str, Any]:

@@ -3,12 +3,12 @@
 Tree::
 
     modellib.CodedError
-    └── ScenarioError           base of this package's errors
-        ├── InvalidScenario     code ``invalid_scenario``: unknown port, a port fed twice, …
-        ├── NotPermitted        code ``not_permitted``: a mode this version does not run
-        ├── LimitExceeded       code ``limit_exceeded``: a run larger than allowed
-        ├── UnknownTemplate     code ``unknown_template``
-        └── ScenarioRuntimeError code ``runtime_error``: a loop without solution, NaN, …
+    ├── ScenarioError           base of this package's errors
+    │   ├── InvalidScenario     code ``invalid_scenario``: unknown port, a port fed twice, …
+    │   ├── UnknownTemplate     code ``unknown_template``
+    │   └── ScenarioRuntimeError code ``runtime_error``: a loop without solution, NaN, …
+    ├── modellib.NotPermitted   code ``not_permitted``: a real-time run without steering
+    └── modellib.LimitExceeded  code ``limit_exceeded``: a run larger than allowed
 
 Errors of the model library (``unknown_model``, ``missing_argument``,
 ``invalid_argument``) pass through unchanged, with the scenario path.
@@ -19,7 +19,7 @@ with it, and its caller answers ``status: "stopped"``.
 
 from __future__ import annotations
 
-from modellib.errors import CodedError
+from modellib.errors import CodedError, LimitExceeded, NotPermitted
 
 __all__ = ["ScenarioError", "InvalidScenario", "NotPermitted", "LimitExceeded",
            "UnknownTemplate", "ScenarioRuntimeError", "RunStopped"]
@@ -31,14 +31,6 @@ class ScenarioError(CodedError):
 
 class InvalidScenario(ScenarioError):
     code = "invalid_scenario"
-
-
-class NotPermitted(ScenarioError):
-    code = "not_permitted"
-
-
-class LimitExceeded(ScenarioError):
-    code = "limit_exceeded"
 
 
 class UnknownTemplate(ScenarioError):

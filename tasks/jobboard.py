@@ -29,6 +29,8 @@ from typing import Any
 
 import redis
 
+from .outbox import JobKeys
+
 __all__ = ["JobBoard", "HEARTBEAT_MIN_S"]
 
 UNACKED = "unacked"
@@ -90,8 +92,14 @@ class JobBoard:
                   if k.startswith(b"in:")}
         return stop, inputs
 
+    def keys_of(self, request_id: str) -> JobKeys:
+        """The keys :meth:`end` clears, for :meth:`tasks.outbox.Outbox.put_final`, which
+        ends the job with its final reply in one round trip."""
+        return JobKeys((self.jobs_key, self.alive_key, self.steer_key(request_id),
+                        self.client_of_key(request_id)), self.client_key(""))
+
     def end(self, request_id: str) -> None:
-        """The job is over (its final reply is stored)."""
+        """The job is over (its final reply is stored); see also :meth:`keys_of`."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.hdel(self.jobs_key, request_id)
         pipe.zrem(self.alive_key, request_id)

@@ -34,6 +34,7 @@ from scenario_builder import (
 from .app import app
 from .jobboard import JobBoard
 from .outbox import Outbox
+from .queues import CALL, HARD_MARGIN_S, REALTIME_RUN, RUN, TASKS
 from .rtprio import realtime_priority
 from .steering import RedisSteering
 
@@ -109,18 +110,12 @@ def _answer(
     if rtype == "result":
         fields.setdefault("stats", {})["run_ms"] = round(
             (time.perf_counter() - started) * 1000, 3)
-    realtime = info["task"] == "twin.realtime"
-    stored = _persist(lambda: outbox().put(
-        controller=controller, request_id=request_id, key="final", rtype=rtype,
-        fields=fields, topic=reply_to, correlation=correlation,
+    realtime = info["task"] == REALTIME_RUN
+    stored = _persist(lambda: outbox().put_final(
+        controller=controller, request_id=request_id, rtype=rtype, fields=fields,
+        topic=reply_to, correlation=correlation, job=board.keys_of(request_id),
     ), realtime)
-    _persist(lambda: board.end(request_id), realtime)
     return f"{rtype} seq={stored.seq}{'' if stored.new else ' (already sent)'}"
-
-
-HARD_MARGIN_S = 30
-"""The hard time limit of every task is its soft one plus this (celeryconfig, the
-ingress's limits of real-time runs)."""
 
 
 def _soft_limit() -> float:
@@ -134,18 +129,18 @@ def _soft_limit() -> float:
 def timeout_message(task: str, limit: float, *, killed: float | None = None) -> str:
     """What a ``timeout`` error says: which limit stopped the job, and what to do.
     ``killed``: the hard limit at which its process was killed (it ignored ``limit``)."""
-    if task == "twin.realtime":
+    if task == REALTIME_RUN:
         what = (f"the real-time run was still going {limit:g} s after it started, its time "
                 "limit (its length in wall-clock time, (time.stop - time.start) / "
                 "realtime.speed, plus 10 % and 60 s)")
         fix = ("Its ticks took longer than their period: make time.step larger or "
                "realtime.speed smaller (or leave time.stop out and end the run with `stop`)")
     else:
-        job = "function call" if task == "twin.call" else "run"
+        job = "function call" if task == CALL else "run"
         what = (f"the {job} took longer than {limit:g} s, the time limit of one job on this "
                 "controller (TWIN_SOFT_TIME_LIMIT)")
         fix = "To make it fit, " + (
-            "call it on less data" if task == "twin.call" else
+            "call it on less data" if task == CALL else
             "make it cheaper (a shorter time span, a larger time.step, a larger "
             "solver.max_step or looser solver.rtol/atol, fewer elements) or split it "
             "into several shorter runs")
@@ -160,19 +155,18 @@ def _killed_at_time_limit(sender: Any = None, exception: BaseException | None = 
                           args: Any = None, kwargs: Any = None, **_: Any) -> None:
     """A job that ignored its soft time limit was killed at the hard one (in the worker's
     main process): answer it ``timeout`` and end it, so it is not left unanswered."""
-    if not isinstance(exception, TimeLimitExceeded) or getattr(sender, "name", "") not in (
-            "twin.run", "twin.call", "twin.realtime"):
+    if not isinstance(exception, TimeLimitExceeded) or getattr(sender, "name", "") not in TASKS:
         return
     try:
         request_id, controller, reply_to = (str(a) for a in list(args)[:3])
         correlation = (kwargs or {}).get("correlation")
         hard = float(exception.args[0]) if exception.args else app.conf.task_time_limit
-        outbox().put(controller=controller, request_id=request_id, key="final",
-                     rtype="error", topic=reply_to, correlation=correlation, fields={
-                         "code": "timeout",
-                         "message": timeout_message(sender.name, max(hard - HARD_MARGIN_S, 1),
-                                                    killed=hard)})
-        _board(controller).end(request_id)
+        outbox().put_final(
+            controller=controller, request_id=request_id, rtype="error", topic=reply_to,
+            correlation=correlation, job=_board(controller).keys_of(request_id), fields={
+                "code": "timeout",
+                "message": timeout_message(sender.name, max(hard - HARD_MARGIN_S, 1),
+                                           killed=hard)})
         log.error("request %s: killed at its hard time limit (%g s)", request_id, hard)
     except Exception:  # noqa: BLE001  (a signal handler must not break the worker)
         log.exception("a job killed at its hard time limit could not be answered")
@@ -221,7 +215,7 @@ def stream_rows(
     return result
 
 
-@app.task(name="twin.run", **_RETRY)
+@app.task(name=RUN, **_RETRY)
 def run(
     self: Any,
     request_id: str,
@@ -245,10 +239,10 @@ def run(
 
     return _answer(compute, request_id=request_id, controller=controller, reply_to=reply_to,
                    correlation=correlation,
-                   info=_info(self, "twin.run", summary, reply_to, correlation))
+                   info=_info(self, RUN, summary, reply_to, correlation))
 
 
-@app.task(name="twin.call", **_RETRY)
+@app.task(name=CALL, **_RETRY)
 def call(
     self: Any,
     request_id: str,
@@ -266,7 +260,7 @@ def call(
                             "value": call_function(function, args)},
                    request_id=request_id, controller=controller, reply_to=reply_to,
                    correlation=correlation,
-                   info=_info(self, "twin.call", summary or f"call: {function}", reply_to,
+                   info=_info(self, CALL, summary or f"call: {function}", reply_to,
                               correlation))
 
 
@@ -280,7 +274,7 @@ def _info(task: Any, name: str, summary: str, reply_to: str,
             "reply_to": reply_to, "correlation": correlation}
 
 
-@app.task(name="twin.realtime", bind=True, acks_late=False, reject_on_worker_lost=False,
+@app.task(name=REALTIME_RUN, bind=True, acks_late=False, reject_on_worker_lost=False,
           max_retries=0)
 def realtime(
     self: Any,
@@ -301,7 +295,7 @@ def realtime(
     replay simulated time the plant has already lived through. If its worker
     dies, the ingress notices the missing heartbeat and answers ``runtime_error``.
     """
-    info = _info(self, "twin.realtime", summary, reply_to, correlation)
+    info = _info(self, REALTIME_RUN, summary, reply_to, correlation)
     try:
         sc = check_scenario(scenario)  # (checked by the ingress too: this cannot fail there)
     except CodedError as exc:

@@ -34,7 +34,7 @@ import redis
 
 from .replies import encode_json, envelope_parts, timestamp
 
-__all__ = ["Outbox", "Stored", "First", "outbox_stream"]
+__all__ = ["Outbox", "Stored", "First", "JobKeys", "outbox_stream"]
 
 # KEYS: 1 stream, 2 seq counter, 3 logical-key hash, 4 data index (list of "sid|id"),
 #       5 dropped counts by request; (put_first) 6 the duplicate-id guard
@@ -93,6 +93,21 @@ local function append(key, head, tail, is_data)
 end
 """
 _APPEND = _APPEND_FN + "return append(ARGV[6], ARGV[7], ARGV[8], ARGV[9])"
+# The final reply and the end of its job in one round trip. KEYS 6-9: the job board's
+# running jobs (hash), heartbeats (sorted set), the job's steering hash and its
+# orchestrator's name; ARGV 10: the prefix of the orchestrators' sorted sets.
+_FINAL = _APPEND_FN + """
+local r = append(ARGV[6], ARGV[7], ARGV[8], ARGV[9])
+redis.call('HDEL', KEYS[6], ARGV[1])
+redis.call('ZREM', KEYS[7], ARGV[1])
+redis.call('DEL', KEYS[8])
+local client = redis.call('GET', KEYS[9])
+if client then
+  redis.call('DEL', KEYS[9])
+  redis.call('ZREM', ARGV[10] .. client, ARGV[1])
+end
+return r
+"""
 # Returns {1, seq} for a new id, {2, seq} for a repeated one, {3, -1} for a re-delivery.
 _FIRST = _APPEND_FN + """
 if redis.call('SET', KEYS[6], ARGV[14], 'NX', 'EX', ARGV[4])
@@ -110,6 +125,17 @@ return {2, r[2]}
 
 def outbox_stream(controller: str) -> str:
     return f"twin:{controller}:outbox"
+
+
+@dataclass(frozen=True)
+class JobKeys:
+    """Where the job board keeps a job (:meth:`tasks.jobboard.JobBoard.keys_of`): what
+    :meth:`Outbox.put_final` removes with the final reply."""
+
+    keys: tuple[str, str, str, str]
+    """running jobs, heartbeats, the job's steering, the job's orchestrator"""
+    client_prefix: str
+    """the orchestrators' sorted sets are this prefix and the orchestrator's name"""
 
 
 @dataclass(frozen=True)
@@ -142,6 +168,7 @@ class Outbox:
         self.max_entries = max_entries
         self._append = client.register_script(_APPEND)
         self._first = client.register_script(_FIRST)
+        self._final = client.register_script(_FINAL)
 
     def put(
         self,
@@ -162,6 +189,27 @@ class Outbox:
         new, seq = self._append(
             keys=self._keys(controller, request_id),
             args=self._args(request_id, topic, correlation, key, head, tail, rtype),
+        )
+        return Stored(seq=int(seq), new=bool(new))
+
+    def put_final(
+        self,
+        *,
+        controller: str,
+        request_id: str,
+        rtype: str,
+        fields: dict[str, Any],
+        topic: str,
+        correlation: str | None = None,
+        job: JobKeys,
+    ) -> Stored:
+        """The request's final reply (logical key ``final``, stored once) and the end of
+        its job on the job board (:meth:`tasks.jobboard.JobBoard.end`), in one round trip."""
+        head, tail = envelope_parts(request_id, controller, rtype, fields)
+        new, seq = self._final(
+            keys=[*self._keys(controller, request_id), *job.keys],
+            args=[*self._args(request_id, topic, correlation, "final", head, tail, rtype),
+                  job.client_prefix],
         )
         return Stored(seq=int(seq), new=bool(new))
 

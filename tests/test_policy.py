@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from common.settings import SettingsError, load_settings
-from ingress.errors import CommandNotPermitted, LimitExceeded
+from ingress.errors import LimitExceeded, NotPermitted
 from ingress.limits import check_args, check_elements, check_series, check_steps, points
 from ingress.policy import Policy
 from modellib import get_model
@@ -81,8 +81,8 @@ def test_a_wrong_policy_setting_is_one_clear_line(env: dict[str, str], words: st
 
 # ----- policy -------------------------------------------------------------------------
 
-def _refused(fn: Any) -> CommandNotPermitted:
-    with pytest.raises(CommandNotPermitted) as info:
+def _refused(fn: Any) -> NotPermitted:
+    with pytest.raises(NotPermitted) as info:
         fn()
     assert info.value.code == "not_permitted"
     return info.value

@@ -224,3 +224,23 @@ def test_the_checked_scenario_builds_the_same_scenario_again(name: str, raw: dic
             return json.dumps(result, sort_keys=True, default=lambda o: o.tolist())
 
         assert plain(a) == plain(b)
+
+
+@pytest.mark.parametrize(("name", "raw"), _resolved_templates())
+def test_whole_parameters_load_as_the_schema_loads_them(name: str, raw: dict) -> None:
+    """The worker's cheap path (every parameter given plainly) gives what the schema gives,
+    and anything it does not take plainly goes to the schema, with the schema's error."""
+    from modellib import get_model
+    from modellib.errors import CodedError
+
+    for element in check_scenario(raw).to_data()["elements"].values():
+        cls = get_model(element["model"])
+        params = element["params"]
+        assert cls.load_params(params) == cls.params_schema().load(params)
+        for pname, value in params.items():
+            if not isinstance(value, float):
+                continue
+            for bad in (True, "1.0", float("nan"), float("inf"), 10**400, [value]):
+                with pytest.raises(CodedError) as info:
+                    cls.load_params({**params, pname: bad}, path="p")
+                assert info.value.path == f"p.{pname}", (cls.name, pname, bad)

@@ -66,7 +66,9 @@ def cmd_ingress(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    queues = args.queues or "twin.short,twin.long"
+    from tasks.queues import BATCH
+
+    queues = args.queues or ",".join(BATCH)
     if args.nice:
         os.nice(args.nice)  # batch work yields the CPU to real-time workers
     argv = [sys.executable, "-m", "celery", "-A", "tasks.app", "worker",

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from common.settings import Settings, load_settings
+from tasks import queues
 
 from . import embedded
 
@@ -126,7 +127,7 @@ class Stack:
         self._spawn("worker", [*py, "worker", "--concurrency", str(self.workers),
                                "--pool", self.pool, "--nice", str(self.batch_nice)])
         if self.realtime:
-            self._spawn("realtime-worker", [*py, "worker", "--queues", "twin.realtime",
+            self._spawn("realtime-worker", [*py, "worker", "--queues", queues.REALTIME,
                                             "--concurrency", str(self.realtime)])
         if self.flower:
             flower = [sys.executable, "-m", "celery", "-A", "tasks.app", "flower",
