@@ -97,10 +97,8 @@ class Admission:
         old = [rid for rid, at in jobs.items() if time.time() - at > LOST_AFTER_S]
         if not old:
             return jobs
-        running = self.durable("reading the jobs", self.board.running)
-        waiting = {j["id"] for j in self.durable(
-            "reading the queues", lambda: self.board.queued(queues.ALL))}
-        lost = [rid for rid in old if rid not in running and rid not in waiting]
+        known = self.durable("reading the jobs", self.board.entries)
+        lost = [rid for rid in old if rid not in known]
         if lost:
             log.warning("orchestrator %s: %d job(s) counted but neither running nor "
                         "waiting (lost with a worker); no longer counted", client, len(lost))

@@ -66,7 +66,7 @@ class Handler:
         command.correlation = correlation
         command.client = routing.client_of(props, reply_to)
         plan = self._plan(command)
-        stored = self.replies.first(command, plan.key, plan.rtype, plan.fields)
+        stored = self.replies.first(command, plan.key, plan.rtype, plan.fields, job=plan.entry)
         outcome = (str(plan.fields.get("code", "error")) if plan.rtype == "error"
                    else plan.rtype)
         if stored.outcome != "new":

@@ -1,7 +1,8 @@
 """Job control: ``jobs`` lists, ``stop`` ends, ``set`` steers the jobs of this controller.
 
-Running jobs are on the job board (registered by the worker that runs them);
-waiting ones are read from the Celery queues. ``stop`` and ``set`` are written to
+Every job queued or running is on the job board (entered by the ingress with its
+``ack``, marked running by the worker that takes it, removed with its final
+reply): nothing is read from Celery's queues. ``stop`` and ``set`` are written to
 the job board, where the job reads them (a real-time loop every tick, a dynamic
 run every 0.2 s of integration, a waiting job when a worker takes it): no signals,
 which can land in the wrong job or in the storing of a reply.
@@ -11,13 +12,11 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from typing import Any
 
 from modellib.errors import InvalidArgument, did_you_mean
 from tasks import queues
 from tasks.jobboard import JobBoard
-from tasks.outbox import Outbox
 
 from .commands import Command
 from .errors import UnknownJob
@@ -29,47 +28,31 @@ SHOWN = ("id", "task", "queue", "state", "summary", "started", "worker", "worker
          "celery_id", "inputs", "t", "ticks", "rows", "overruns")
 """What ``jobs`` shows of a job."""
 
-FIND_ATTEMPTS = 10
-"""How often a job in flight (acked, not final) is looked for, 20 ms apart."""
-
-
 class JobControl:
-    def __init__(self, board: JobBoard, outbox: Outbox, replies: Replies,
-                 durable: Durable) -> None:
+    def __init__(self, board: JobBoard, replies: Replies, durable: Durable) -> None:
         self.board = board
-        self.outbox = outbox
         self.replies = replies
         self.durable = durable
 
     def jobs(self) -> list[dict[str, Any]]:
-        """The jobs of this controller running or waiting, running first."""
-        running = self.durable("reading the jobs", self.board.running)
-        queued = self.durable("reading the queues", lambda: self.board.queued(queues.ALL))
-        jobs = [{"id": rid, **info} for rid, info in sorted(
-            running.items(), key=lambda item: item[1].get("started", 0))]
-        jobs += [j for j in queued if j["id"] not in running]
+        """The jobs of this controller running or waiting: running first (oldest first),
+        then the waiting ones in the order they were queued."""
+        entries = self.durable("reading the jobs", self.board.entries)
+
+        def order(item: tuple[str, dict[str, Any]]) -> tuple[int, float]:
+            info = item[1]
+            if info.get("state") == "running":
+                return 0, float(info.get("started", 0))
+            return 1, float(info.get("queued", 0))
+
+        jobs = [{"id": rid, **info} for rid, info in sorted(entries.items(), key=order)]
         return [{k: j[k] for k in SHOWN if k in j} for j in jobs]
 
     def find(self, target: str) -> dict[str, Any]:
-        """A job of this controller, running or waiting; ``unknown_job`` otherwise.
-
-        A job taken from its queue by a worker that has not registered it yet is
-        in neither place for a moment; a request that was acked and has no final
-        reply yet is looked for again (a few times, 20 ms apart) before refusing."""
-        for attempt in range(FIND_ATTEMPTS):
-            info = self.durable("reading the jobs", lambda: self.board.get_running(target))
-            if info is not None:
-                return {"id": target, **info}
-            for job in self.durable("reading the queues",
-                                    lambda: self.board.queued(queues.ALL)):
-                if job["id"] == target:
-                    return job
-            if attempt == 0:
-                keys = self.durable("reading the request", lambda: self.outbox.logical_keys(
-                    self.replies.cid, target))
-                if "ack" not in keys or "final" in keys:
-                    break  # not a job in flight: no need to look again
-            time.sleep(0.02)
+        """A job of this controller, running or waiting; ``unknown_job`` otherwise."""
+        info = self.durable("reading the jobs", lambda: self.board.get(target))
+        if info is not None:
+            return {"id": target, **info}
         raise UnknownJob(
             f"no job {target!r} is running or waiting on this controller (it may have "
             "ended already; `jobs` lists those that are)", path="target")

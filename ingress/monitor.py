@@ -98,7 +98,7 @@ class Monitor:
         """A running real-time job whose heartbeat stopped: its worker died. Answer it
         (``runtime_error``) instead of leaving the orchestrator waiting."""
         for rid in self.board.lost():
-            info = self.board.get_running(rid)
+            info = self.board.get(rid)
             if info is not None:
                 at = f" at t = {info['t']:g} s" if isinstance(info.get("t"), int | float) else ""
                 self.replies.reply(rid, "final", "error", {

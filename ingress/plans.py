@@ -48,6 +48,8 @@ class Plan:
     fields: dict[str, Any]
     key: str = "final"
     then: Callable[[], None] | None = None
+    entry: tuple[str, str, str] | None = None
+    """the job board's entry of the job it queues, written with the first reply"""
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,12 @@ class Planner:
             self.admission.admit()
             job = self._run(command) if command.cmd == "run" else self._call(command)
             self.admission.check_client(command)
-            return Plan("ack", {"queue": job.queue}, "ack", lambda: self._enqueue(job, command))
+            entry = self.jobs.board.waiting(command.id, {
+                "task": job.task.name, "queue": job.queue, "summary": job.kwargs["summary"],
+                "reply_to": job.args[2], "correlation": job.kwargs["correlation"],
+                **({"inputs": job.kwargs["inputs"]} if "inputs" in job.kwargs else {})})
+            return Plan("ack", {"queue": job.queue}, "ack", lambda: self._enqueue(job, command),
+                        entry)
         if command.cmd == "put_instance":
             self.policy.check_instance(body["instance"], path="instance")
             inst = self.library.check(body["instance"], path="instance")

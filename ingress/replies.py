@@ -71,17 +71,18 @@ class Replies:
         """The request's last reply (logical key ``final``)."""
         self.reply(command.id, "final", rtype, fields, command.reply_to, command.correlation)
 
-    def first(self, command: Command, key: str, rtype: str, fields: dict[str, Any]) -> First:
-        """The first reply and the duplicate-id guard in one round trip
-        (:meth:`tasks.outbox.Outbox.put_first`); its retries after Redis went away
-        mid-call carry the same token, so they store nothing twice."""
+    def first(self, command: Command, key: str, rtype: str, fields: dict[str, Any], *,
+              job: tuple[str, str, str] | None = None) -> First:
+        """The first reply and the duplicate-id guard in one round trip, with the entry
+        of the job it queues (:meth:`tasks.outbox.Outbox.put_first`); its retries after
+        Redis went away mid-call carry the same token, so they store nothing twice."""
         token = f"{timestamp()} {uuid.uuid4().hex}"
         return self.durable("storing the first reply", lambda: self.outbox.put_first(
             controller=self.cid, request_id=command.id, key=key, rtype=rtype, fields=fields,
             topic=self.topic(command.id, command.reply_to),
             duplicate=duplicate_error(command.id), redelivered=command.dup,
             correlation=command.correlation.hex() if command.correlation else None,
-            token=token))
+            token=token, job=job))
 
     def error_without_id(self, exc: CodedError) -> None:
         """An error that no request id can carry: on ``{prefix}/{cid}/errors``."""

@@ -69,7 +69,7 @@ class Ingress:
         durable = Durable(self._stop)
         self.replies = Replies(settings, self.outbox, durable)
         self.admission = Admission(settings, self.board, self.outbox, durable)
-        jobs = JobControl(self.board, self.outbox, self.replies, durable)
+        jobs = JobControl(self.board, self.replies, durable)
         self.planner = Planner(settings, self.policy, self.library, self.admission, jobs,
                                self.replies, durable, on_library_change=self._publish_status)
         self.handler = Handler(settings, self.policy, self.planner, self.replies)

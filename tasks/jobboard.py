@@ -1,16 +1,17 @@
 """The jobs of a controller in Redis: what runs, stop requests, live inputs, heartbeats.
 
-The worker that runs a job registers it (:meth:`JobBoard.begin`) and removes it
-after its final reply (:meth:`JobBoard.end`); the ingress writes stop requests
-and input values that a running real-time job reads once per tick
-(:meth:`JobBoard.poll`, one pipelined round trip), whichever worker holds it;
-the process running it renews a heartbeat every second (:meth:`JobBoard.heartbeat`).
-Jobs still waiting are read from the Celery queues themselves, so queueing a job
-costs no bookkeeping.
+The ingress enters a job as ``queued`` with its ``ack`` (:meth:`JobBoard.waiting`, in
+the same Lua call as the ack: no round trip of its own); the worker that runs it
+marks it ``running`` (:meth:`JobBoard.begin`) and removes it with its final reply
+(:meth:`tasks.outbox.Outbox.put_final`, or :meth:`JobBoard.end`). The ingress writes
+stop requests and input values that a running real-time job reads once per tick
+(:meth:`JobBoard.poll`, one pipelined round trip), whichever worker holds it; the
+process running it renews a heartbeat every second (:meth:`JobBoard.heartbeat`).
+So ``jobs``, ``stop`` and ``set`` read this board only, never Celery's queues.
 
 Keys (``{cid}`` is the controller id)::
 
-    twin:{cid}:jobs          hash request id -> JSON of a running job
+    twin:{cid}:jobs          hash request id -> JSON of a job queued or running
     twin:{cid}:steer:{id}    hash "stop" -> "1", "in:{element.port}" -> value (JSON)
     twin:{cid}:client:{c}    sorted set request id -> time queued: the jobs of
                              orchestrator c queued or running (TWIN_MAX_JOBS_PER_CLIENT)
@@ -21,7 +22,6 @@ Keys (``{cid}`` is the controller id)::
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Iterable
@@ -32,9 +32,6 @@ import redis
 from .outbox import JobKeys
 
 __all__ = ["JobBoard", "HEARTBEAT_MIN_S"]
-
-UNACKED = "unacked"
-"""kombu's Redis hash of messages delivered to a worker and not yet acknowledged."""
 
 HEARTBEAT_MIN_S = 5.0
 """A running real-time job whose process has not renewed its heartbeat for this long is lost."""
@@ -144,34 +141,21 @@ class JobBoard:
             self.redis.zrem(self.client_key(client), *ids)
 
     # ----- the ingress's side -------------------------------------------------
-    def running(self) -> dict[str, dict[str, Any]]:
+    def waiting(self, request_id: str, info: dict[str, Any]) -> tuple[str, str, str]:
+        """The entry of a job the ingress is about to queue: (hash, field, JSON), for
+        :meth:`tasks.outbox.Outbox.put_first` to write with the ``ack``."""
+        return self.jobs_key, request_id, json.dumps(
+            {**info, "state": "queued", "queued": time.time()})
+
+    def entries(self) -> dict[str, dict[str, Any]]:
+        """Every job queued or running (request id -> its entry)."""
         found: dict[bytes, bytes] = self.redis.hgetall(self.jobs_key)  # type: ignore[assignment]
         return {k.decode(): json.loads(v) for k, v in found.items()}
 
-    def get_running(self, request_id: str) -> dict[str, Any] | None:
+    def get(self, request_id: str) -> dict[str, Any] | None:
+        """The entry of one job queued or running, or None."""
         raw = self.redis.hget(self.jobs_key, request_id)
         return None if raw is None else dict(json.loads(raw))
-
-    def queued(self, queues: Iterable[str], *, limit: int = 10_000) -> list[dict[str, Any]]:
-        """This controller's jobs waiting in the Celery ``queues`` (oldest first)."""
-        out: list[dict[str, Any]] = []
-        for q in queues:
-            for raw in reversed(self.redis.lrange(q, 0, limit - 1)):  # LPUSH: newest first
-                job = _decode_message(raw, q)
-                if job is not None and job["controller"] == self.cid:
-                    out.append(job)
-        # taken by a worker (prefetched) but not started: kombu keeps them in "unacked"
-        for raw in self.redis.hvals(UNACKED):
-            try:
-                message, _, routing_key = json.loads(raw)
-            except (ValueError, TypeError):
-                continue
-            if routing_key not in queues:
-                continue
-            job = _job_of(message, routing_key)
-            if job is not None and job["controller"] == self.cid:
-                out.append(job)
-        return out
 
     def request_stop(self, request_id: str) -> None:
         pipe = self.redis.pipeline(transaction=True)
@@ -191,32 +175,3 @@ class JobBoard:
         now = time.time() if now is None else now
         found: list[bytes] = self.redis.zrangebyscore(self.alive_key, "-inf", now)  # type: ignore[assignment]
         return [m.decode() for m in found]
-
-
-def _decode_message(raw: Any, queue: str) -> dict[str, Any] | None:
-    """A job from a kombu message in a Redis list, or None if it is not one of ours."""
-    try:
-        return _job_of(json.loads(raw), queue)
-    except ValueError:
-        return None
-
-
-def _job_of(msg: Any, queue: str) -> dict[str, Any] | None:
-    """A job from a parsed kombu message, or None if it is not one of ours."""
-    try:
-        headers = msg.get("headers") or {}
-        body = msg["body"]
-        if msg.get("properties", {}).get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        args, kwargs, _ = json.loads(body)
-        task = str(headers.get("task", ""))
-        if not task.startswith("twin.") or len(args) < 3:
-            return None
-        job: dict[str, Any] = {"id": str(args[0]), "controller": str(args[1]),
-                               "task": task, "queue": queue, "state": "queued",
-                               "reply_to": str(args[2]), "summary": kwargs.get("summary", "")}
-        if "inputs" in kwargs:  # a real-time run: its settable inputs, as the ingress found
-            job["inputs"] = kwargs["inputs"]
-        return job
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
-        return None

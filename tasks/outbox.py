@@ -109,10 +109,14 @@ end
 return r
 """
 # Returns {1, seq} for a new id, {2, seq} for a repeated one, {3, -1} for a re-delivery.
+# (put_first) KEYS 7: the job board's hash of jobs; ARGV 15: the job's entry ('' none)
 _FIRST = _APPEND_FN + """
 if redis.call('SET', KEYS[6], ARGV[14], 'NX', 'EX', ARGV[4])
     or redis.call('GET', KEYS[6]) == ARGV[14] then
   local r = append(ARGV[6], ARGV[7], ARGV[8], ARGV[9])
+  if ARGV[15] ~= '' then
+    redis.call('HSET', KEYS[7], ARGV[1], ARGV[15])
+  end
   return {1, r[2]}
 end
 if ARGV[10] == '1' then
@@ -237,6 +241,7 @@ class Outbox:
         redelivered: bool = False,
         correlation: str | None = None,
         token: str = "",
+        job: tuple[str, str, str] | None = None,
     ) -> First:
         """The duplicate-id guard and the first reply of a request, in one round trip.
 
@@ -245,15 +250,18 @@ class Outbox:
         stored instead (continuing the id's seq), unless the message is a QoS 1
         re-delivery (``redelivered``), which gets nothing. ``token`` names this
         handling of the command: calling again with the same token (a retry after
-        Redis went away mid-call) is "new" again and stores nothing twice.
+        Redis went away mid-call) is "new" again and stores nothing twice. ``job``:
+        the entry of the job the command queues, ``(hash, request id, JSON)`` of
+        :meth:`tasks.jobboard.JobBoard.waiting`, written with a new reply.
         """
         head, tail = envelope_parts(request_id, controller, rtype, fields)
         dhead, dtail = envelope_parts(request_id, controller, "error", duplicate)
+        guard = f"twin:{controller}:id:{request_id}"
         outcome, seq = self._first(
-            keys=[*self._keys(controller, request_id), f"twin:{controller}:id:{request_id}"],
+            keys=[*self._keys(controller, request_id), guard, job[0] if job else guard],
             args=[*self._args(request_id, topic, correlation, key, head, tail, rtype),
                   "1" if redelivered else "0", f"duplicate:{uuid.uuid4().hex}", dhead, dtail,
-                  token or f"{timestamp()} {uuid.uuid4().hex}"],
+                  token or f"{timestamp()} {uuid.uuid4().hex}", job[2] if job else ""],
         )
         names = {1: "new", 2: "duplicate", 3: "redelivered"}
         return First(outcome=names[int(outcome)], seq=int(seq))

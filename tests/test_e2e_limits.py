@@ -311,7 +311,7 @@ def test_a_job_killed_at_the_hard_time_limit_is_answered_timeout(
     assert (reply["id"], reply["type"], reply["code"]) == (rid, "error", "timeout")
     assert "longer than 3 s" in reply["message"] and "killed at 33 s" in reply["message"]
     assert "TWIN_SOFT_TIME_LIMIT" in reply["message"]
-    assert board.running() == {} and board.client_jobs("plant-a") == {}
+    assert board.entries() == {} and board.client_jobs("plant-a") == {}
     # other failures are not its business
     jobs._killed_at_time_limit(sender=jobs.run, exception=ValueError("x"), args=[rid])
     assert client.xlen(outbox_stream(cid)) == 1

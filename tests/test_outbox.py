@@ -16,6 +16,7 @@ import redis
 from common.settings import MqttEndpoint
 from ingress.mqttconn import MqttConnection
 from ingress.publisher import Publisher
+from tasks.jobboard import JobBoard
 from tasks.outbox import Outbox, outbox_stream
 
 pytestmark = pytest.mark.integration
@@ -135,3 +136,30 @@ def test_a_full_outbox_drops_the_oldest_data_never_a_result_and_says_so(
         put(box, "c", f"x{_}", "final", "result")
     kinds = [json.loads(f[b"p"])["type"] for _, f in rclient.xrange(outbox_stream("c"))]
     assert kinds.count("result") == 11 and "ack" in kinds
+
+
+def test_the_ack_enters_its_job_and_the_final_reply_ends_it(rclient: redis.Redis) -> None:
+    """The job board learns of a job with its ack and forgets it with its final reply,
+    each in the one Lua call that stores the reply: no round trip of its own, and no
+    read of Celery's queues to know what waits."""
+    box, cid, rid = Outbox(rclient), f"c-{uuid.uuid4().hex[:6]}", "job-1"
+    board = JobBoard(rclient, cid)
+    first = box.put_first(controller=cid, request_id=rid, key="ack", rtype="ack",
+                          fields={"queue": "twin.short"}, topic="t/r", duplicate={},
+                          job=board.waiting(rid, {"task": "twin.run", "summary": "static"}))
+    assert first.outcome == "new"
+    entry = board.get(rid)
+    assert entry is not None and entry["state"] == "queued" and entry["task"] == "twin.run"
+    again = box.put_first(controller=cid, request_id=rid, key="ack", rtype="ack", fields={},
+                          topic="t/r", duplicate={"code": "duplicate_id", "message": "m"},
+                          job=board.waiting(rid, {"task": "twin.call"}))
+    assert again.outcome == "duplicate" and board.get(rid)["task"] == "twin.run"  # untouched
+    assert not board.begin(rid, {"task": "twin.run"})
+    assert board.get(rid)["state"] == "running"
+    board.add_client_job("plant-a", rid)
+    stored = box.put_final(controller=cid, request_id=rid, rtype="result",
+                           fields={"status": "ok"}, topic="t/r", job=board.keys_of(rid))
+    assert stored.new and stored.seq == 2
+    assert board.get(rid) is None and board.entries() == {}
+    assert board.client_jobs("plant-a") == {}
+    assert box.finished(cid, [rid, "other"]) == [True, False]
