@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from .errors import InvalidArgument, MissingArgument, ModelRuntimeError, did_you_mean
+from .validation import declared_error, flatten
 
 __all__ = ["Variable", "Param", "Input", "Output", "State", "Discrete", "Model", "StrictFloat",
            "StrictInt", "StrictBool", "Vector", "Matrix", "G"]
@@ -325,33 +326,23 @@ class Model:
     def _translate(
         cls, exc: ValidationError, path: str, given: Mapping[str, Any]
     ) -> InvalidArgument | MissingArgument:
-        messages = exc.normalized_messages()
-        assert isinstance(messages, dict)
         declared = {v.name: v for v in cls.parameters}
-        # report in declaration order, so the first error is stable
-        for name in [*declared, *sorted(map(str, messages))]:
-            if name not in messages:
-                continue
-            text = _flatten(messages[name])
-            where = f"{path}.{name}"
-            if name not in declared:
-                return InvalidArgument(
-                    f"{cls.name} has no parameter {name!r}{did_you_mean(name, declared)}",
-                    path=where,
-                )
+
+        def unknown(name: str) -> str:
+            return f"{cls.name} has no parameter {name!r}{did_you_mean(name, declared)}"
+
+        def missing(name: str) -> str:
             v = declared[name]
-            if "Missing data" in text:
-                return MissingArgument(
-                    f"{cls.name} needs parameter {name!r} ({v.description}, in {v.unit})",
-                    path=where,
-                )
-            got = repr(given.get(name))[:40]
-            return InvalidArgument(
-                f"{cls.name} parameter {name!r} ({v.description}) {text} in {v.unit}, "
-                f"got {got}",
-                path=where,
-            )
-        return InvalidArgument(f"{path}: {messages}", path=path)
+            return f"{cls.name} needs parameter {name!r} ({v.description}, in {v.unit})"
+
+        def invalid(name: str, messages: Any, value: Any) -> str:
+            v = declared[name]
+            return (f"{cls.name} parameter {name!r} ({v.description}) {flatten(messages)} "
+                    f"in {v.unit}, got {repr(value)[:40]}")
+
+        return declared_error(exc, given, path=path, declared_names=declared,
+                              unknown_first=False, unknown=unknown, missing=missing,
+                              invalid=invalid)
 
     # ----- equations ------------------------------------------------------
     def output(self, t: float, u: Mapping[str, float], x: Mapping[str, float]) -> dict[str, float]:
@@ -407,11 +398,3 @@ class Model:
 _ABSENT = object()
 _BIG = 1.7976931348623157e308
 """Finite floats lie strictly inside ±this (NaN compares false and falls to the schema)."""
-
-
-def _flatten(messages: Any) -> str:
-    if isinstance(messages, dict):
-        return "; ".join(f"item {k}: {_flatten(v)}" for k, v in messages.items())
-    if isinstance(messages, list):
-        return " ".join(_flatten(m) for m in messages)
-    return str(messages)

@@ -1,24 +1,24 @@
-"""The interface every function of the library follows.
+"""The interface every function of the library follows: :class:`Function`.
 
-A function declares its arguments as data (:class:`Argument`: type, unit,
-description, default, bounds) and implements its computation in :meth:`Function.run`
-on numpy arrays and floats. Arguments are validated by a marshmallow schema built
-from those declarations before the run, so undeclared, missing, malformed and
-out-of-range arguments are refused with the dotted path of the argument; numerical
-failures during the run become :class:`ModelRuntimeError`. No I/O here.
+A function declares its arguments as data (:class:`Argument`, in
+:mod:`.arguments`: type, unit, description, default, bounds) and implements its
+computation in :meth:`Function.run` on numpy arrays and floats. Arguments are
+validated by a marshmallow schema built from those declarations before the run, so
+undeclared, missing, malformed and out-of-range arguments are refused with the dotted
+path of the argument (:func:`modellib.validation.declared_error` words the schema's
+errors); numerical failures during the run become :class:`ModelRuntimeError`. No I/O
+here.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError
 
-from ..base import StrictFloat, StrictInt, out_of_bounds
 from ..errors import (
     CodedError,
     InvalidArgument,
@@ -26,233 +26,17 @@ from ..errors import (
     ModelRuntimeError,
     did_you_mean,
 )
-from ..validation import StrictString
+from ..validation import declared_error, flatten, short
+from .arguments import Argument, Choice, Integer, Number, Numbers, Returns, Series, Text
+from .series_fields import NumbersField, SeriesField
 
 __all__ = [
     "Argument", "Returns", "Function", "Series", "Numbers", "Number", "Integer", "Text",
     "Choice", "SeriesField", "NumbersField", "to_json", "MAX_POINTS",
 ]
 
-ArgType = Literal["series", "number or series", "number", "integer", "string", "choice"]
-
 MAX_POINTS = 1_000_000
 """The most values a function may produce (a resampling grid, for one)."""
-
-_EXPECT: dict[str, str] = {
-    "series": "a list of numbers",
-    "number or series": "a number or a list of numbers",
-    "number": "a number",
-    "integer": "a whole number",
-    "string": "a string",
-    "choice": "one of the listed choices",
-}
-
-
-@dataclass(frozen=True)
-class Argument:
-    """One declared argument of a function, JSON-able through :meth:`describe`."""
-
-    name: str
-    type: ArgType
-    unit: str
-    """the argument's unit, or ``any`` when the function works in whatever unit it is given"""
-    description: str
-    default: Any = None
-    optional: bool = False
-    """an argument that may be left out (its value is then None)"""
-    minimum: float | None = None
-    maximum: float | None = None
-    exclusive_minimum: bool = False
-    choices: tuple[str, ...] = ()
-    min_length: int = 1
-    """series only: the fewest values accepted"""
-    scalar: bool = False
-    """series only: a single number is taken as a series of one value"""
-    increasing: bool = False
-    """series only: the values must increase strictly (a time axis)"""
-
-    @property
-    def required(self) -> bool:
-        return self.default is None and not self.optional
-
-    def expect(self) -> str:
-        if self.type == "choice":
-            return f"one of: {', '.join(self.choices)}"
-        if self.type == "series":
-            text = "a list of numbers"
-            if self.min_length > 1:
-                text = f"a list of at least {self.min_length} numbers"
-            if self.scalar:
-                text = f"a number or {text}"
-            return text
-        return _EXPECT[self.type]
-
-    def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "type": self.type, "unit": self.unit,
-                               "description": self.description, "required": self.required}
-        if self.default is not None:
-            out["default"] = self.default
-        if self.choices:
-            out["choices"] = list(self.choices)
-        if self.minimum is not None:
-            out["exclusive_minimum" if self.exclusive_minimum else "minimum"] = self.minimum
-        if self.maximum is not None:
-            out["maximum"] = self.maximum
-        if self.type == "series":
-            out["min_length"] = self.min_length
-            if self.scalar:
-                out["accepts_number"] = True
-            if self.increasing:
-                out["increasing"] = True
-        return out
-
-    def check(self, value: Any) -> str | None:
-        """Why ``value`` is out of bounds, or None (bounds apply to numbers)."""
-        if value is None or (self.minimum is None and self.maximum is None):
-            return None
-        if self.type in ("number", "integer"):
-            values = [value]
-        elif self.type == "number or series":
-            values = [float(v) for v in np.atleast_1d(value)]
-        else:
-            return None
-        for v in values:
-            problem = out_of_bounds(v, self.minimum, self.maximum, self.exclusive_minimum,
-                                    self.unit)
-            if problem:
-                return problem
-        return None
-
-    def field(self) -> fields.Field:
-        kw: dict[str, Any] = {
-            "metadata": {"unit": self.unit, "description": self.description},
-            "error_messages": {"null": f"must be {self.expect()}, not null"},
-        }
-        if self.optional:
-            kw.update(load_default=None, allow_none=True)
-        elif self.default is None:
-            kw["required"] = True
-        else:
-            kw["load_default"] = self.default
-        if self.type == "series":
-            return SeriesField(min_length=self.min_length, scalar=self.scalar, **kw)
-        if self.type == "number or series":
-            return NumbersField(**kw)
-        if self.type == "integer":
-            return StrictInt(**kw)
-        if self.type == "string":
-            return StrictString(**kw)
-        if self.type == "choice":
-            return StrictString(validate=validate.OneOf(
-                self.choices, error=f"must be one of: {', '.join(self.choices)}"), **kw)
-        return StrictFloat(**kw)
-
-
-def Series(name: str, unit: str, description: str, **kw: Any) -> Argument:  # noqa: N802
-    """A list of finite numbers, loaded as a float numpy array."""
-    return Argument(name, "series", unit, description, **kw)
-
-
-def Numbers(name: str, unit: str, description: str, **kw: Any) -> Argument:  # noqa: N802
-    """One number (loaded as a float) or a list of numbers (loaded as a numpy array)."""
-    return Argument(name, "number or series", unit, description, **kw)
-
-
-def Number(name: str, unit: str, description: str, **kw: Any) -> Argument:  # noqa: N802
-    return Argument(name, "number", unit, description, **kw)
-
-
-def Integer(name: str, unit: str, description: str, **kw: Any) -> Argument:  # noqa: N802
-    return Argument(name, "integer", unit, description, **kw)
-
-
-def Text(name: str, unit: str, description: str, **kw: Any) -> Argument:  # noqa: N802
-    return Argument(name, "string", unit, description, **kw)
-
-
-def Choice(name: str, description: str, choices: tuple[str, ...], **kw: Any) -> Argument:  # noqa: N802
-    return Argument(name, "choice", "1", description, choices=choices, **kw)
-
-
-@dataclass(frozen=True)
-class Returns:
-    """What a function gives back."""
-
-    unit: str
-    description: str
-
-    def describe(self) -> dict[str, Any]:
-        return {"unit": self.unit, "description": self.description}
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-class SeriesField(fields.List):
-    """A list of finite numbers (at least ``min_length``), loaded as a float array.
-
-    With ``scalar`` a single number is taken as a series of one value. Numpy
-    arrays are accepted from Python callers.
-    """
-
-    default_error_messages = {"invalid": "must be a list of numbers"}
-
-    def __init__(self, *, min_length: int = 1, scalar: bool = False, **kw: Any) -> None:
-        super().__init__(StrictFloat(), **kw)
-        self.min_length = min_length
-        self.scalar = scalar
-        if scalar:
-            self.error_messages["invalid"] = "must be a number or a list of numbers"
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kw: Any) -> Any:
-        if isinstance(value, np.ndarray):
-            value = value.tolist()
-        if self.scalar and _is_number(value):
-            value = [_finite_number(value)]
-        array = _fast_array(value)
-        if array is None:  # something is wrong (or unusual): let marshmallow name it
-            array = np.asarray(super()._deserialize(value, attr, data, **kw), dtype=float)
-        if array.size < self.min_length:
-            word = "value" if self.min_length == 1 else "values"
-            raise ValidationError(f"needs at least {self.min_length} {word}, got {array.size}")
-        return array
-
-
-class NumbersField(SeriesField):
-    """One number (loaded as a float) or a non-empty list of numbers (a float array)."""
-
-    default_error_messages = {"invalid": "must be a number or a list of numbers"}
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kw: Any) -> Any:
-        if _is_number(value):
-            return _finite_number(value)
-        return super()._deserialize(value, attr, data, **kw)
-
-
-def _finite_number(value: int | float) -> float:
-    try:
-        number = float(value)
-    except OverflowError:
-        number = math.inf
-    if not math.isfinite(number):
-        raise ValidationError("must be a finite number (not NaN or Infinity)")
-    return number
-
-
-def _fast_array(value: Any) -> np.ndarray | None:
-    """``value`` as a float array when it is plainly a list of finite numbers, else None."""
-    if not isinstance(value, list | tuple):
-        return None
-    if not all(type(v) is float or type(v) is int for v in value):
-        return None
-    try:
-        array = np.asarray(value, dtype=float)
-    except OverflowError:  # an integer too large for a float
-        return None
-    if array.ndim != 1 or not np.isfinite(array).all():
-        return None
-    return array
 
 
 class Function:
@@ -311,7 +95,7 @@ class Function:
             raise InvalidArgument(
                 f"{path} must be an object of argument values for {cls.name} "
                 f"(such as {{{', '.join(repr(a.name) + ': ...' for a in cls.arguments[:2])}}}), "
-                f"got {_short(args)}",
+                f"got {short(args)}",
                 path=path,
             )
         try:
@@ -369,44 +153,34 @@ class Function:
     def _translate(
         cls, exc: ValidationError, path: str, given: Mapping[str, Any]
     ) -> InvalidArgument | MissingArgument:
-        messages = exc.normalized_messages()
-        assert isinstance(messages, dict)
         declared = {a.name: a for a in cls.arguments}
-        unknown = sorted(str(k) for k in messages if k not in declared)
-        if unknown:
-            name = unknown[0]
+
+        def unknown(name: str) -> str:
             hint = did_you_mean(name, declared)
             if "did you mean" not in hint:
                 hint = (f" (it takes: {', '.join(declared)})" if declared
                         else " (it takes no arguments)")
-            return InvalidArgument(f"{cls.name} has no argument {name!r}{hint}",
-                                   path=f"{path}.{name}")
-        # report in declaration order, so the first error is stable
-        for name, a in declared.items():
-            if name not in messages:
-                continue
-            where = f"{path}.{name}"
-            text = messages[name]
-            unit = "" if a.unit in ("1", "any") else f", in {a.unit}"
-            if isinstance(text, list) and any("Missing data" in str(m) for m in text):
-                return MissingArgument(
-                    f"{cls.name} needs argument {name!r}: {a.expect()} ({a.description}{unit})",
-                    path=where,
-                )
-            value = given.get(name)
-            if isinstance(text, dict):  # errors of list items, by index
-                index = min(text, key=lambda k: int(k) if str(k).isdigit() else -1)
+            return f"{cls.name} has no argument {name!r}{hint}"
+
+        def missing(name: str) -> str:
+            a = declared[name]
+            return f"{cls.name} needs argument {name!r}: {a.expect()} ({a.description}{_unit(a)})"
+
+        def invalid(name: str, messages: Any, value: Any) -> str:
+            if isinstance(messages, dict):  # errors of list items, by index
+                index = min(messages, key=lambda k: int(k) if str(k).isdigit() else -1)
                 item = _item(value, index)
-                problem = f"item {index} {_flatten(text[index])}, got {_short(item)}"
+                problem = f"item {index} {flatten(messages[index], strip='.')}, got {short(item)}"
             else:
-                problem = _flatten(text)
+                problem = flatten(messages, strip=".")
                 if "got " not in problem and "not null" not in problem:
-                    problem += f", got {_short(value)}"
-            return InvalidArgument(
-                f"{cls.name} argument {name!r} ({a.description}{unit}) {problem}",
-                path=where,
-            )
-        return InvalidArgument(f"{path}: {messages}", path=path)
+                    problem += f", got {short(value)}"
+            a = declared[name]
+            return f"{cls.name} argument {name!r} ({a.description}{_unit(a)}) {problem}"
+
+        return declared_error(exc, given, path=path, declared_names=declared,
+                              unknown_first=True, unknown=unknown, missing=missing,
+                              invalid=invalid)
 
     # ----- running ----------------------------------------------------------
     def run(self, *args: Any, **kwargs: Any) -> Any:
@@ -471,12 +245,9 @@ def _finite(value: Any) -> bool:
     return True
 
 
-def _flatten(messages: Any) -> str:
-    if isinstance(messages, dict):
-        return "; ".join(f"item {k}: {_flatten(v)}" for k, v in messages.items())
-    if isinstance(messages, list):
-        return " ".join(_flatten(m) for m in messages).rstrip(".")
-    return str(messages).rstrip(".")
+def _unit(a: Argument) -> str:
+    """``, in m`` after an argument's description, or nothing for a pure number."""
+    return "" if a.unit in ("1", "any") else f", in {a.unit}"
 
 
 def _item(value: Any, index: Any) -> Any:
@@ -484,8 +255,3 @@ def _item(value: Any, index: Any) -> Any:
         return value[int(index)]
     except (TypeError, ValueError, IndexError, KeyError):
         return None
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
