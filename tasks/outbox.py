@@ -95,9 +95,15 @@ end
 _APPEND = _APPEND_FN + "return append(ARGV[6], ARGV[7], ARGV[8], ARGV[9])"
 # The final reply and the end of its job in one round trip. KEYS 6-9: the job board's
 # running jobs (hash), heartbeats (sorted set), the job's steering hash and its
-# orchestrator's name; ARGV 10: the prefix of the orchestrators' sorted sets.
+# orchestrator's name; ARGV 10: the prefix of the orchestrators' sorted sets; 11, 12:
+# the head and tail of the reply to store instead if a stop was requested ('': none).
 _FINAL = _APPEND_FN + """
-local r = append(ARGV[6], ARGV[7], ARGV[8], ARGV[9])
+local r
+if ARGV[11] ~= '' and redis.call('HEXISTS', KEYS[8], 'stop') == 1 then
+  r = append(ARGV[6], ARGV[11], ARGV[12], '0')
+else
+  r = append(ARGV[6], ARGV[7], ARGV[8], ARGV[9])
+end
 redis.call('HDEL', KEYS[6], ARGV[1])
 redis.call('ZREM', KEYS[7], ARGV[1])
 redis.call('DEL', KEYS[8])
@@ -206,14 +212,20 @@ class Outbox:
         topic: str,
         correlation: str | None = None,
         job: JobKeys,
+        if_stopped: dict[str, Any] | None = None,
     ) -> Stored:
         """The request's final reply (logical key ``final``, stored once) and the end of
-        its job on the job board (:meth:`tasks.jobboard.JobBoard.end`), in one round trip."""
+        its job on the job board (:meth:`tasks.jobboard.JobBoard.end`), in one round trip.
+
+        ``if_stopped``: the ``result`` fields to store instead when a ``stop`` of the job
+        was requested (a short job checks for a stop here, not before it runs)."""
         head, tail = envelope_parts(request_id, controller, rtype, fields)
+        shead, stail = (envelope_parts(request_id, controller, "result", if_stopped)
+                        if if_stopped is not None else ("", ""))
         new, seq = self._final(
             keys=[*self._keys(controller, request_id), *job.keys],
             args=[*self._args(request_id, topic, correlation, "final", head, tail, rtype),
-                  job.client_prefix],
+                  job.client_prefix, shead, stail],
         )
         return Stored(seq=int(seq), new=bool(new))
 

@@ -163,3 +163,22 @@ def test_the_ack_enters_its_job_and_the_final_reply_ends_it(rclient: redis.Redis
     assert board.get(rid) is None and board.entries() == {}
     assert board.client_jobs("plant-a") == {}
     assert box.finished(cid, [rid, "other"]) == [True, False]
+
+
+def test_a_stop_before_a_short_jobs_result_makes_it_stopped(rclient: redis.Redis) -> None:
+    """A static run or call is not marked running (a round trip less): the stop it may
+    get while it waits is checked in the Lua call that stores its final reply."""
+    box, cid = Outbox(rclient), f"c-{uuid.uuid4().hex[:6]}"
+    board = JobBoard(rclient, cid)
+    stream = outbox_stream(cid)
+    for rid, stop in (("short-1", True), ("short-2", False)):
+        if stop:
+            board.request_stop(rid)
+        box.put_final(controller=cid, request_id=rid, rtype="result",
+                      fields={"status": "ok", "values": {"pump.head": 19.6}}, topic="t/r",
+                      job=board.keys_of(rid), if_stopped={"status": "stopped", "stats": {}})
+        payloads = [json.loads(f[b"p"]) for _, f in rclient.xrange(stream)
+                    if json.loads(f[b"p"])["id"] == rid]
+        assert [p["status"] for p in payloads] == (["stopped"] if stop else ["ok"])
+        assert "values" not in payloads[0] if stop else payloads[0]["values"]
+        assert not rclient.exists(board.steer_key(rid))  # the stop flag went with the job
