@@ -62,6 +62,18 @@ class Job:
     kwargs: dict[str, Any]
     options: dict[str, Any]
 
+    def shown(self) -> dict[str, str]:
+        """What Flower and the worker's log show of the arguments: the request id,
+        controller and reply topic, then the scenario's summary or the function's name,
+        not the scenario or the data (which may be large, and Celery's own ``saferepr``
+        of them costs more than the checks of the command)."""
+        head = ", ".join(repr(a) for a in self.args[:3])
+        if self.task.name == queues.CALL:
+            rest = f"{self.args[3]!r}, <{len(self.args[4])} argument(s)>"
+        else:
+            rest = f"<scenario: {self.kwargs['summary']}>"
+        return {"argsrepr": f"({head}, {rest})", "kwargsrepr": repr(self.kwargs)}
+
 
 class Planner:
     def __init__(self, settings: Settings, policy: Policy, library: InstanceLibrary,
@@ -165,7 +177,7 @@ class Planner:
     def _enqueue(self, job: Job, command: Command) -> None:
         self.admission.count(command)  # counted until the job ends (JobBoard.end)
         self.durable("queueing the job", lambda: job.task.apply_async(
-            args=job.args, kwargs=job.kwargs, queue=job.queue, **job.options))
+            args=job.args, kwargs=job.kwargs, queue=job.queue, **job.options, **job.shown()))
 
     # ----- the instance library ------------------------------------------------------------
     def _put_instance(self, command: Command, inst: Instance) -> None:
