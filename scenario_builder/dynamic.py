@@ -21,6 +21,11 @@ elements' event functions are watched and a sign change is located by the
 solver (terminal event); the integration restarts there after the element's
 ``on_event``. Outputs are recorded at ``time.start + k * time.step`` up to
 ``time.stop`` (both included), after the updates of an instant.
+
+(One module above the project's ~400 lines on purpose: the staged right-hand side,
+the march over segments, the event location and the recording share one state
+layout and one signal vector; apart, each part would make sense only beside the
+others. The time grid itself is :mod:`scenario_builder.timegrid`.)
 """
 
 from __future__ import annotations
