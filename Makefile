@@ -30,6 +30,7 @@ unit: $(VENV)/.installed
 bench: $(VENV)/.installed
 	bash scripts/ensure-services.sh
 	$(BIN)/python bench/e2e.py
+	$(BIN)/python bench/timeline.py
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/outbox.py
 	$(BIN)/python bench/realtime.py
