@@ -52,20 +52,30 @@ class Handler:
         or a ``duplicate_id`` error is stored. The outcome is the same as guarding
         first; it saves a round trip on every command.
         """
-        reply_to, correlation = routing.response_route(msg, self.settings.mqtt_prefix)
+        if msg.retain:
+            # a retained command would run again at every (re)subscription: never run
+            log.warning("a retained message on %s ignored: commands are not retained",
+                        msg.topic)
+            return None, None, "retained"
         props = routing.user_properties(msg)
         command, authentic = self._envelope(msg, props)
+        rid = command.id if isinstance(command, Command) else self._refused_id(msg, command)
+        route = routing.response_route(
+            msg, self.settings.mqtt_prefix, self.settings.reply_topic(rid) if rid else None)
+        reply_to, correlation = route.topic, route.correlation
         if isinstance(command, CodedError):
             if not authentic:
                 # the bytes are not authentic: never publish where they say (response
                 # topic), only on this controller's own topics
                 reply_to, correlation = None, None
-            return self._refuse(msg, command, reply_to, correlation)
+            return self._refuse(msg, command, reply_to, correlation, route.refused)
         command.dup = bool(msg.dup)
         command.reply_to = reply_to
         command.correlation = correlation
         command.client = routing.client_of(props, reply_to)
         plan = self._plan(command)
+        if route.refused:
+            plan.fields = {**plan.fields, "warnings": list(route.refused)}
         stored = self.replies.first(command, plan.key, plan.rtype, plan.fields, job=plan.entry)
         outcome = (str(plan.fields.get("code", "error")) if plan.rtype == "error"
                    else plan.rtype)
@@ -104,23 +114,29 @@ class Handler:
             return exc, authentic
         return command, authentic
 
+    @staticmethod
+    def _refused_id(msg: mqtt.MQTTMessage, exc: CodedError) -> str | None:
+        """The request id of a command refused before it was read whole, if readable."""
+        if isinstance(exc, SignatureRefused) and exc.request_id is None:
+            exc.request_id = sniff_id(bytes(msg.payload))
+        return exc.request_id
+
     def _refuse(self, msg: mqtt.MQTTMessage, exc: CodedError, reply_to: str | None,
-                correlation: bytes | None) -> tuple[str | None, None, str]:
+                correlation: bytes | None,
+                warnings: tuple[str, ...] = ()) -> tuple[str | None, None, str]:
         """A command refused before its id could be guarded: answered on its id's reply
         topic if it has a readable id, else on the controller's ``errors`` topic."""
-        rid = getattr(exc, "request_id", None)
-        if isinstance(exc, SignatureRefused) and rid is None:
-            rid = sniff_id(bytes(msg.payload))
-            exc.request_id = rid
+        rid = exc.request_id
+        fields = {**exc.as_reply(), **({"warnings": list(warnings)} if warnings else {})}
         if rid is None:
             self.replies.error_without_id(exc)
         else:
             # keyed by the message's bytes: a QoS 1 re-delivery of it is not answered
             # twice; the same bytes sent again (not a re-delivery) are answered again
             key = f"rejected:{hashlib.sha1(msg.payload).hexdigest()}"
-            first = self.replies.reply(rid, key, "error", exc.as_reply(), reply_to, correlation)
+            first = self.replies.reply(rid, key, "error", fields, reply_to, correlation)
             if not first.new and not msg.dup:
-                self.replies.reply(rid, f"{key}:{uuid.uuid4().hex}", "error", exc.as_reply(),
+                self.replies.reply(rid, f"{key}:{uuid.uuid4().hex}", "error", fields,
                                    reply_to, correlation)
         return rid, None, exc.code
 

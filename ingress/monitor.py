@@ -21,7 +21,7 @@ from common.settings import Settings
 from instances import InstanceLibrary
 from tasks import queues
 from tasks.jobboard import JobBoard
-from tasks.outbox import outbox_stream
+from tasks.outbox import dead_letter_stream, outbox_stream
 from tasks.replies import encode_json, timestamp
 
 from .admission import Admission
@@ -50,6 +50,7 @@ def status_message(settings: Settings, state: str, *, protocol: str = "",
             instances=policy.instance_ids(library.describe()),
             queues={q: depths.get(q, 0) for q in queues.ALL},
             outbox=depths.get("outbox", 0),
+            dead_letters=depths.get("dead_letters", 0),
         )
     return encode_json(fields)
 
@@ -79,11 +80,13 @@ class Monitor:
                 for q in queues.ALL:
                     pipe.llen(q)
                 pipe.xlen(outbox_stream(self.settings.controller_id))
+                pipe.xlen(dead_letter_stream(self.settings.controller_id))
                 counts = pipe.execute()
             except redis.RedisError as exc:
                 log.debug("queue depths unavailable: %s", exc)
                 continue
-            depths = {**dict(zip(queues.ALL, counts[:-1], strict=True)), "outbox": counts[-1]}
+            depths = {**dict(zip(queues.ALL, counts[:-2], strict=True)), "outbox": counts[-2],
+                      "dead_letters": counts[-1]}
             self.admission.depths = depths
             try:
                 self.reap_lost()

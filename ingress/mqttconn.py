@@ -34,6 +34,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from common.retry import Backoff
 from common.settings import MqttEndpoint
@@ -97,6 +98,10 @@ def new_client(endpoint: MqttEndpoint, *, client_id: str = "",
     return client
 
 
+
+
+MQTT_MAX_PACKET = 268_435_455
+"""The largest packet MQTT can carry at all (its remaining-length field)."""
 
 
 class _LastError(logging.Handler):
@@ -178,6 +183,7 @@ class MqttConnection:
         manual_ack: bool = False,
         max_inflight: int = 100,
         backoff: tuple[float, float] = (0.5, 10.0),
+        retained: bool = True,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)}, not {protocol!r}")
@@ -187,8 +193,10 @@ class MqttConnection:
             raise ValueError("max_inflight must be at least 1")
         if not 0 < backoff[0] <= backoff[1]:
             raise ValueError("backoff must be (first, cap) with 0 < first <= cap seconds")
-        self._backoff = backoff
         self._delays = Backoff(*backoff)
+        self._retained = retained
+        self.max_packet = MQTT_MAX_PACKET
+        """the largest packet the broker takes (its CONNACK says, else MQTT's own limit)"""
         self.endpoint = endpoint
         self.protocol = protocol
         self.v5 = protocol == "5"
@@ -307,12 +315,18 @@ class MqttConnection:
         if rc.is_failure:
             self._report(logging.ERROR, refusal_line(self.endpoint, rc))
             return
+        # MQTT 5: the broker may say the largest packet it takes
+        self.max_packet = int(getattr(props, "MaximumPacketSize", 0) or MQTT_MAX_PACKET)
         with _reported_lock:
             _reported.clear()  # connected: a failure after this is news again
         self._delays.reset()  # only after a successful CONNACK
         self._next_delay()
         for topic, qos in self._subscriptions:
-            client.subscribe(topic, qos)
+            if self.v5 and not self._retained:  # (commands: the broker keeps them back)
+                client.subscribe(topic, options=SubscribeOptions(
+                    qos=qos, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND))
+            else:
+                client.subscribe(topic, qos)
         log.info("connected to MQTT broker %s (MQTT %s, session %s)", self.endpoint.url,
                  self.protocol, "resumed" if flags.session_present else "new")
         self.connected.set()

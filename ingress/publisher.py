@@ -1,5 +1,12 @@
 """The publisher: drains a controller's outbox to MQTT, in order, deleting on PUBACK.
 
+A reply that can never be sent — a topic the broker would refuse (and drop the
+connection for), a payload larger than the broker takes — must not block the
+outbox's head, or one bad reply silences the controller for everyone. Such a reply
+is checked before it is handed to paho, moved to the dead-letter stream
+``twin:{cid}:outbox:dead`` (bounded, with the reason), and its request gets an
+``error`` on its own default reply topic instead; every other reply keeps flowing.
+
 One publisher per controller, beside the ingress, on the ingress's own MQTT
 connection (the seed design's "single data sender"). It blocks on the outbox
 stream, hands new entries to paho (at most ``window`` awaiting PUBACK), and
@@ -13,19 +20,55 @@ second copy by ``(id, seq)``).
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import redis
 
 from common.retry import Backoff
-from tasks.outbox import outbox_stream
+from tasks.outbox import Outbox, dead_letter_stream, outbox_stream
 
 from .mqttconn import MqttConnection
 
-__all__ = ["Publisher"]
+__all__ = ["Publisher", "undeliverable", "DEAD_LETTERS_KEPT", "MAX_TOPIC_LEVELS"]
+
+DEAD_LETTERS_KEPT = 10_000
+"""The dead-letter stream keeps about this many (the newest)."""
+MAX_TOPIC_LEVELS = 200
+"""Brokers refuse deeper topics (Mosquitto: 200 levels) and drop the publisher."""
+_ENVELOPE = re.compile(rb'\A\{"id":"([A-Za-z0-9._:-]{1,128})","controller":"[^"]*",'
+                       rb'"type":"([a-z]+)","seq":(\d+)')
+
+
+def undeliverable(topic: bytes, payload: bytes, max_packet: int) -> tuple[str, str] | None:
+    """(error code, why) when a reply can never be published, else None: a topic that is
+    not valid UTF-8, empty, longer than 65 535 bytes, with a wildcard, a NUL or more than
+    :data:`MAX_TOPIC_LEVELS` levels, or a packet larger than the broker takes."""
+    try:
+        text = topic.decode("utf-8")
+    except UnicodeDecodeError:
+        return "internal_error", "its topic is not UTF-8 text"
+    if not text or len(topic) > 65_535 or "\x00" in text or "+" in text or "#" in text:
+        return "internal_error", f"its topic {text[:60]!r} cannot be published to"
+    if text.count("/") >= MAX_TOPIC_LEVELS:
+        return "internal_error", f"its topic has more than {MAX_TOPIC_LEVELS} levels"
+    size = len(payload) + len(topic) + 300  # (fixed header, properties, correlation)
+    if size > max_packet:
+        return "limit_exceeded", (f"{len(payload)} bytes, more than the MQTT broker takes "
+                                  f"in one message ({max_packet} bytes)")
+    return None
+
+
+def _envelope_of(payload: bytes) -> tuple[str | None, int | None, str | None]:
+    """(request id, seq, type) of a stored reply, read from its head only."""
+    m = _ENVELOPE.match(payload[:400])
+    if m is None:
+        return None, None, None
+    return m.group(1).decode(), int(m.group(3)), m.group(2).decode()
 
 log = logging.getLogger("twinctl.publisher")
 
@@ -41,12 +84,20 @@ class Publisher:
         controller: str,
         window: int = 100,
         block_ms: int = 200,
+        reply_topic: Callable[[str], str] | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         if window < 1:
             raise ValueError("window must be at least 1")
         self.redis = client
         self.conn = connection
+        self.controller = controller
         self.stream = outbox_stream(controller)
+        self.dead_stream = dead_letter_stream(controller)
+        self.reply_topic = reply_topic
+        """a request's default reply topic, for the error about a reply that cannot go"""
+        self.outbox = outbox or Outbox(client)
+        self.dead = 0
         self.window = window
         self.block_ms = block_ms
         # handed to paho, oldest first; paho marks each info as published on PUBACK
@@ -141,14 +192,50 @@ class Publisher:
                     cursor = entry_id
 
     def _send(self, entry_id: bytes, fields: dict[bytes, Any]) -> None:
+        why = undeliverable(fields[b"t"], fields[b"p"], self.conn.max_packet)
+        if why is not None:
+            self._dead_letter(entry_id, fields, *why)
+            return
         topic = fields[b"t"].decode()
         corr_hex = fields.get(b"c")
         correlation = bytes.fromhex(corr_hex.decode()) if corr_hex else None
-        info = self.conn.publish(topic, fields[b"p"], qos=1, correlation=correlation)
+        try:
+            info = self.conn.publish(topic, fields[b"p"], qos=1, correlation=correlation)
+        except ValueError as exc:  # paho refuses the topic or the payload: never sendable
+            self._dead_letter(entry_id, fields, "internal_error", f"MQTT refuses it: {exc}")
+            return
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             self._acked_mids.discard(info.mid)  # a stale ack of an older message with this mid
         self._inflight.append((info, entry_id))
         self.sent += 1
+
+    def _dead_letter(self, entry_id: bytes, fields: dict[bytes, Any], code: str,
+                     why: str) -> None:
+        """Move a reply that can never be sent to the dead-letter stream, and answer its
+        request with an ``error`` on the request's own reply topic instead."""
+        payload: bytes = fields[b"p"]
+        rid, seq, rtype = _envelope_of(payload)
+        log.error("reply %s of request %s (%s, %d bytes to %r) cannot be sent: %s; moved to "
+                  "%s", seq, rid, rtype, len(payload), fields[b"t"][:80], why, self.dead_stream)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xadd(self.dead_stream, {"t": fields[b"t"][:1024], "id": rid or "",
+                                     "seq": "" if seq is None else seq, "type": rtype or "",
+                                     "bytes": len(payload), "why": why,
+                                     "head": payload[:512]},
+                  maxlen=DEAD_LETTERS_KEPT, approximate=True)
+        pipe.xdel(self.stream, entry_id)
+        pipe.execute()
+        self.dead += 1
+        if rid is None or self.reply_topic is None:
+            return
+        what = f"reply seq {seq} ({rtype})" if seq is not None else "a reply"
+        self.outbox.put(
+            controller=self.controller, request_id=rid, key=f"undeliverable:{seq}",
+            rtype="error", topic=self.reply_topic(rid), fields={
+                "code": code, "undelivered": {"seq": seq, "type": rtype},
+                "message": f"{what} of this request could not be sent ({why}); it was "
+                           "kept aside by the controller (dead letters), the request's "
+                           "other replies were not held up"})
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until everything stored has been acknowledged (for a clean stop)."""

@@ -1,19 +1,28 @@
 """Who sent a command and where its replies go: MQTT 5 properties, read defensively.
 
-A response topic is used only if one can publish to it and it is not a command or
-system topic (a reply must never become a command for this or another controller);
-the orchestrator is named by its user property ``client``, else its response topic.
+A response topic is used only if it is confined (:func:`confine`): at most
+:data:`MAX_TOPIC_BYTES` bytes and :data:`MAX_TOPIC_LEVELS` levels of printable
+characters without wildcards, not a ``$`` topic, and nothing under the controllers'
+prefix that is a controller's topic, except the request's own reply topic (a reply
+must never become a command, a status, an alarm or another request's reply). A
+refused one is replaced by the request's own reply topic, and the first reply says
+why (``warnings``). Correlation
+data over :data:`MAX_CORRELATION_BYTES` is dropped the same way (it would be echoed
+in every reply). The orchestrator is named by its user property ``client``, else its
+response topic.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
+from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 
-__all__ = ["CLIENT_PROPERTY", "response_route", "forbidden_response_topic", "user_properties",
-           "client_of"]
+__all__ = ["CLIENT_PROPERTY", "MAX_TOPIC_BYTES", "MAX_TOPIC_LEVELS", "MAX_CORRELATION_BYTES",
+           "Route", "response_route", "confine", "user_properties", "client_of"]
 
 log = logging.getLogger("twinctl.ingress")
 
@@ -22,26 +31,72 @@ CLIENT_PROPERTY = "client"
 counted against ``TWIN_MAX_JOBS_PER_CLIENT``)."""
 
 
-def response_route(msg: mqtt.MQTTMessage, prefix: str) -> tuple[str | None, bytes | None]:
-    """(response topic, correlation data) of a command; the topic None where it cannot or
-    must not be published to (the replies then go to the request's own reply topic)."""
+MAX_TOPIC_BYTES = 256
+"""The longest response topic used (UTF-8 bytes)."""
+MAX_TOPIC_LEVELS = 16
+"""The most levels of a response topic used (a broker refuses deep topics, e.g.
+Mosquitto above 200 levels, and drops the publisher's connection)."""
+MAX_CORRELATION_BYTES = 256
+"""The longest correlation data echoed (it goes with every reply of the request)."""
+
+CONTROLLER_TOPICS = ("cmd", "status", "errors", "alarms", "reply")
+"""The topics of a controller, ``{prefix}/{cid}/<this>…``: never a response topic."""
+
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufeff\ufffe\uffff]")
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a command's replies go, as its MQTT 5 properties ask."""
+
+    topic: str | None
+    """the response topic (None: the request's own reply topic)"""
+    correlation: bytes | None
+    refused: tuple[str, ...] = ()
+    """why a response topic or correlation data given was not used"""
+
+
+def response_route(msg: mqtt.MQTTMessage, prefix: str, own: str | None) -> Route:
+    """The response topic and correlation data of a command, each used only if it is
+    confined; ``own`` is the request's own reply topic (None: the id is not known)."""
     props = getattr(msg, "properties", None)
     topic = getattr(props, "ResponseTopic", None) if props is not None else None
     corr = getattr(props, "CorrelationData", None) if props is not None else None
-    if topic and ("#" in topic or "+" in topic):
-        topic = None  # not a topic one can publish to
-    if topic and forbidden_response_topic(topic, prefix):
-        log.warning("response topic %r refused (a system or command topic): replying on "
-                    "the request's own reply topic", topic[:200])
-        topic = None
-    return topic or None, corr
+    refused: list[str] = []
+    if topic:
+        why = confine(str(topic), prefix, own)
+        if why is not None:
+            log.warning("response topic %r refused: %s", str(topic)[:80], why)
+            refused.append(f"the response topic was not used ({why}); the replies go to "
+                           f"{own or 'this controller'}")
+            topic = None
+    if corr is not None and len(corr) > MAX_CORRELATION_BYTES:
+        refused.append(f"the correlation data ({len(corr)} bytes) was not echoed: at most "
+                       f"{MAX_CORRELATION_BYTES} bytes")
+        corr = None
+    return Route(topic or None, corr, tuple(refused))
 
 
-def forbidden_response_topic(topic: str, prefix: str) -> bool:
-    """A response topic may not make the controller publish commands or system
-    messages: ``$…`` topics, and any ``…/cmd`` topic under this controller's prefix
-    (its own, a peer's, a group's)."""
-    return topic.startswith("$") or (topic.startswith(prefix + "/") and topic.endswith("/cmd"))
+def confine(topic: str, prefix: str, own: str | None) -> str | None:
+    """Why ``topic`` may not be a response topic, or None when it may."""
+    if topic == own:
+        return None
+    if "#" in topic or "+" in topic:
+        return "a topic with wildcards cannot be published to"
+    if _UNPRINTABLE.search(topic):
+        return "it has a control character or a code point that is not a character"
+    if len(topic.encode("utf-8", "surrogatepass")) > MAX_TOPIC_BYTES:
+        return f"longer than {MAX_TOPIC_BYTES} bytes"
+    if topic.count("/") + 1 > MAX_TOPIC_LEVELS:
+        return f"more than {MAX_TOPIC_LEVELS} levels"
+    if topic.startswith("$"):
+        return "a system ($) topic"
+    if topic == prefix or topic.startswith(prefix + "/"):
+        levels = topic[len(prefix) + 1:].split("/")
+        if levels[0] in ("", "group") or (len(levels) > 1 and levels[1] in CONTROLLER_TOPICS):
+            return (f"a topic of the controllers under {prefix!r} (a command, status, "
+                    "errors, alarms or another request's reply topic)")
+    return None
 
 
 def user_properties(msg: mqtt.MQTTMessage) -> dict[str, str]:

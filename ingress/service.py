@@ -95,6 +95,7 @@ class Ingress:
             on_message=lambda msg: self._inbox.put((conn, msg)),
             on_connected=lambda session_present: self._publish_status(),
             manual_ack=True,
+            retained=False,  # a retained message is never a command
         )
         if self.protocol == "5":
             # The group's shared subscription has a session of its own that ends with
@@ -111,7 +112,8 @@ class Ingress:
                 on_message=lambda msg: self._inbox.put((group, msg)),
                 manual_ack=True,
             )
-        self.publisher = Publisher(client=self.redis, connection=self.conn, controller=self.cid)
+        self.publisher = Publisher(client=self.redis, connection=self.conn, controller=self.cid,
+                                   reply_topic=self.settings.reply_topic, outbox=self.outbox)
         self._handler = threading.Thread(target=self._handle_loop, name="ingress-handler",
                                          daemon=True)
         self._handler.start()

@@ -18,6 +18,7 @@ Keys (``{cid}`` is the controller id)::
     twin:{cid}:id:{id}           the duplicate-id guard (SET NX, 24 h)
     twin:{cid}:outbox:data       stream ids of waiting data replies, oldest first
     twin:{cid}:outbox:dropped    data replies dropped (outbox full), by request id
+    twin:{cid}:outbox:dead       replies that could never be sent, with the reason
 
 With a bound (``max_entries``), a full outbox drops its oldest waiting ``data``
 reply to make room — never an ``ack``, ``result`` or ``error`` — and the next
@@ -34,7 +35,7 @@ import redis
 
 from .replies import encode_json, envelope_parts, timestamp
 
-__all__ = ["Outbox", "Stored", "First", "JobKeys", "outbox_stream"]
+__all__ = ["Outbox", "Stored", "First", "JobKeys", "outbox_stream", "dead_letter_stream"]
 
 # KEYS: 1 stream, 2 seq counter, 3 logical-key hash, 4 data index (list of "sid|id"),
 #       5 dropped counts by request; (put_first) 6 the duplicate-id guard
@@ -135,6 +136,11 @@ return {2, r[2]}
 
 def outbox_stream(controller: str) -> str:
     return f"twin:{controller}:outbox"
+
+
+def dead_letter_stream(controller: str) -> str:
+    """Replies that could never be sent (ingress/publisher.py), with the reason."""
+    return f"twin:{controller}:outbox:dead"
 
 
 @dataclass(frozen=True)

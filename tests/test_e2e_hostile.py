@@ -1,0 +1,125 @@
+"""No client can silence the controller: hostile response topics, poisoned replies,
+retained commands. End to end against a real Mosquitto and Redis and real workers.
+
+(Part of the issue "no client can silence or starve the controller": the findings
+that silenced every client with one message.)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+import redis
+
+from ingress.handler import Handler
+from ingress.publisher import undeliverable
+from ingress.routing import MAX_TOPIC_LEVELS, confine
+from tasks.outbox import Outbox, dead_letter_stream
+from tests.conftest import new_id
+from tests.orchestrator import Orchestrator
+from tests.test_e2e import pump_run
+from twinctl.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+
+def _hostile_topics(stack: Stack) -> list[str]:
+    s = stack.settings
+    return [
+        "/".join(["deep"] * 250),  # Mosquitto drops a publisher for more than 200 levels
+        "a" * 300,
+        f"{s.mqtt_prefix}/other-controller/status",  # a peer's retained status
+        s.topic("errors"),
+        s.topic("alarms"),
+        s.reply_topic("another-request"),  # another request's replies
+        f"{s.mqtt_prefix}/group/{s.group}/cmd",
+    ]  # (control characters: the broker refuses such a command itself)
+
+
+def test_a_hostile_response_topic_is_not_used_and_the_reply_says_why(
+        orch: Orchestrator, stack: Stack) -> None:
+    """The reply goes to the request's own reply topic, with a warning naming the reason;
+    nothing is published on the hostile topic; the controller answers everyone after."""
+    for target in _hostile_topics(stack):
+        rid = new_id("confine")
+        orch.send({"id": rid, "cmd": "ping"}, properties=orch.response_props(target, b"c"))
+        (reply,) = orch.wait_final(rid)  # on the default reply topic
+        assert reply["type"] == "pong", (target[:40], reply)
+        assert any("response topic was not used" in w for w in reply["warnings"]), reply
+        assert not [t for t, b, _ in orch.messages if t == target and b.get("id") == rid]
+    rid = new_id("after")
+    assert orch.request(pump_run(rid))[-1]["type"] == "result"
+
+
+def test_a_big_correlation_data_is_not_echoed(orch: Orchestrator, stack: Stack) -> None:
+    rid = new_id("corr")
+    topic = f"{stack.settings.mqtt_prefix}/answers/{rid}"
+    orch.send({"id": rid, "cmd": "ping"}, properties=orch.response_props(topic, b"x" * 5000))
+    (reply,) = orch.wait_final(rid, topic=topic)
+    assert any("correlation data" in w for w in reply["warnings"]), reply
+    assert all(getattr(p, "CorrelationData", None) is None
+               for t, _, p in orch.messages if t == topic)
+
+
+def test_a_reply_that_can_never_be_sent_does_not_block_the_others(
+        orch: Orchestrator, stack: Stack) -> None:
+    """A poisoned outbox head (a reply to a topic the broker refuses) is moved to the
+    dead-letter stream; its request gets an error on its own reply topic; every other
+    reply keeps flowing, and the status counts the dead letter."""
+    s = stack.settings
+    client = redis.Redis.from_url(s.redis_url)
+    dead_before = client.xlen(dead_letter_stream(s.controller_id))
+    rid = new_id("poison")
+    Outbox(client).put(controller=s.controller_id, request_id=rid, key="final",
+                       rtype="result", fields={"status": "ok"},
+                       topic="/".join(["deep"] * 300))
+    later = new_id("later")
+    assert orch.request({"id": later, "cmd": "ping"})[-1]["type"] == "pong"
+    (error,) = orch.wait_final(rid)  # on the request's own reply topic
+    assert error["type"] == "error" and error["code"] == "internal_error"
+    assert error["undelivered"] == {"seq": 0, "type": "result"} and error["seq"] == 1
+    assert client.xlen(dead_letter_stream(s.controller_id)) == dead_before + 1
+    deadline = time.monotonic() + 15
+    while True:  # the retained status says so (refreshed within 5 s of a change)
+        status = [b for t, b, _ in orch.messages if t == s.topic("status")]
+        if status and status[-1].get("dead_letters", 0) >= dead_before + 1:
+            break
+        assert time.monotonic() < deadline, status[-1:]
+        time.sleep(0.2)
+
+
+def test_a_retained_command_is_never_run(orch: Orchestrator, stack: Stack) -> None:
+    """Delivered live it is an ordinary command (the broker clears the flag); delivered
+    again from the broker's store (a new subscription, after a restart) it is ignored:
+    here, a retained copy reaching the handler is dropped, unanswered."""
+    rid = new_id("retained")
+
+    class Retained:
+        payload = json.dumps({"id": rid, "cmd": "ping"}).encode()
+        retain, dup, qos, mid, topic, properties = True, False, 1, 1, "t/cmd", None
+
+    handler: Any = Handler.__new__(Handler)  # (no other part is reached)
+    assert handler.handle(Retained()) == (None, None, "retained")
+    time.sleep(0.5)
+    assert not orch.replies(rid)
+
+
+@pytest.mark.parametrize("topic", ["a/b", "plant/twin-answers/42"])
+def test_ordinary_response_topics_are_used(topic: str) -> None:
+    assert confine(topic, "twin", "twin/c1/reply/r1") is None
+    assert confine("twin/c1/reply/r1", "twin", "twin/c1/reply/r1") is None  # its own
+    assert confine("twin/custom-replies/r1", "twin", None) is None
+    assert confine("/".join(["l"] * MAX_TOPIC_LEVELS), "twin", None) is None
+    assert confine("/".join(["l"] * (MAX_TOPIC_LEVELS + 1)), "twin", None) is not None
+    assert confine("a/\x00/b", "twin", None) is not None
+
+
+def test_what_cannot_be_published_is_found_before_paho_or_the_broker_sees_it() -> None:
+    assert undeliverable(b"a/b", b"x" * 1000, 268_435_455) is None
+    code, why = undeliverable(b"a/b", b"x" * 1000, 1000) or ("", "")
+    assert code == "limit_exceeded" and "1000 bytes" in why
+    for topic in (b"", b"a/+/b", b"a/#", b"a\x00b", b"\xff\xfe", "/".join(["x"] * 201).encode()):
+        assert undeliverable(topic, b"{}", 268_435_455) is not None, topic
