@@ -8,7 +8,8 @@ the orchestrator's send and receive times (same machine, same clock)::
 
     sent → first reply stored (ingress: checks, guard, ack, job entry; one Lua call)
          → job queued (apply_async's LPUSH) → taken by a worker (kombu's unacked HSET)
-         → marked running (job board) → final reply stored and job ended (one Lua call)
+         → final reply stored and job ended (one Lua call; a static run is not marked
+           running on the job board)
          → acknowledged to Celery (HDEL unacked); the ack and the result as received
 
 No code of the controller is changed for this: MONITOR slows Redis a little, so the
@@ -44,7 +45,6 @@ HOPS = (
     ("ack stored", "first reply and job entry stored by the ingress"),
     ("queued", "job on its Celery queue (apply_async's LPUSH)"),
     ("taken", "a worker took it (kombu's unacked HSET)"),
-    ("running", "the worker marked it running (job board)"),
     ("final stored", "result stored, job ended (one Lua call)"),
     ("celery ack", "the worker acknowledged it to Celery"),
 )
@@ -92,9 +92,6 @@ class Monitor:
             if rid := _rid_in(line):
                 self.tags[words[2]] = rid
                 self._mark("taken", rid, ts)
-        elif cmd == "HSET" and len(words) > 2 and words[1].endswith(":jobs") \
-                and '"state": "running"' in line:
-            self._mark("running", words[2], ts)
         elif cmd == "HDEL" and len(words) > 2 and words[1] == "unacked":
             if rid := self.tags.get(words[2]):
                 self._mark("celery ack", rid, ts)

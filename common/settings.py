@@ -102,6 +102,13 @@ TABLE: tuple[Setting, ...] = (
        "larger commands get `too_large`", attr="max_command_bytes"),
     _S("TWIN_MAX_RESULT_ROWS", whole(1, 10_000_000, 10_000), 10_000,
        "longer series are streamed as `data`", attr="max_result_rows"),
+    _S("TWIN_MAX_RESULT_BYTES", whole(1 << 16, 1 << 40, 64 << 20), 64 << 20,
+       "the most one run may return, at about 24 bytes a value (`limit_exceeded` when "
+       "the command arrives)", attr="max_result_bytes"),
+    _S("TWIN_MAX_MESSAGE_BYTES", whole(1 << 12, 256 << 20, 1 << 20), 1 << 20,
+       "the largest reply: a longer series is streamed in `data` chunks of at most this "
+       "size (keep it well under the broker's maximum packet size)",
+       attr="max_message_bytes"),
     _S("TWIN_INSTANCES", Folder(), None,
        "this controller's instance files; a new folder is seeded from the shipped "
        "`instances/default`", "`~/.local/share/twinctl/{controller}/instances`",
@@ -175,6 +182,8 @@ class Settings:
     redis_url: str = field(repr=False)
     max_command_bytes: int
     max_result_rows: int
+    max_result_bytes: int
+    max_message_bytes: int
     instances_dir: Path
     duplicate_ttl: int
     soft_time_limit: int

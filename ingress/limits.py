@@ -22,7 +22,8 @@ from scenario_builder.timegrid import row_count, tick_count
 
 from .errors import LimitExceeded
 
-__all__ = ["check_elements", "check_series", "check_args", "check_steps", "points"]
+__all__ = ["check_elements", "check_series", "check_args", "check_steps", "points",
+           "check_result_bytes", "chunk_rows", "BYTES_PER_VALUE"]
 
 
 def check_elements(scenario: Any, limit: int, path: str = "scenario") -> None:
@@ -89,6 +90,47 @@ def check_series(scenario: Any, limit: int, path: str = "scenario") -> None:
         for i, call in enumerate(post):
             if isinstance(call, dict):
                 check_args(call.get("args"), limit, f"{path}.post[{i}].args")
+
+
+BYTES_PER_VALUE = 24
+"""What one number of a result costs in its JSON reply, at most (``-1.2345678901234567,``)."""
+
+
+def row_bytes(scenario: Scenario) -> int:
+    """The bytes of one row of a run's series: its time and every output."""
+    return BYTES_PER_VALUE * (len(scenario.outputs) + 1)
+
+
+def check_result_bytes(scenario: Scenario, limit: int, message: int,
+                       path: str = "scenario") -> None:
+    """A dynamic run's whole series within ``limit`` bytes (TWIN_MAX_RESULT_BYTES); a
+    real-time run's rows of one publish within ``message`` bytes (TWIN_MAX_MESSAGE_BYTES):
+    measured when the command arrives, not after the work."""
+    time = scenario.time
+    if scenario.mode == "dynamic" and time is not None:
+        rows, width = row_count(time), row_bytes(scenario)
+        if rows * width > limit:
+            raise LimitExceeded(
+                f"the run would return about {rows * width / 1e6:.3g} MB ({rows} rows of "
+                f"{len(scenario.outputs)} output(s)); this controller returns at most "
+                f"{limit / 1e6:.3g} MB from one run (TWIN_MAX_RESULT_BYTES): name fewer "
+                "outputs, make time.step larger or the run shorter",
+                path=f"{path}.outputs", limit=limit)
+    elif scenario.mode == "realtime" and scenario.realtime is not None:
+        every = int(scenario.realtime["publish_every"])
+        if every * row_bytes(scenario) > message:
+            raise LimitExceeded(
+                f"one publish of {every} rows of {len(scenario.outputs)} output(s) would be "
+                f"about {every * row_bytes(scenario) / 1e3:.3g} kB; a reply of this "
+                f"controller has at most {message / 1e3:.3g} kB (TWIN_MAX_MESSAGE_BYTES): "
+                "make realtime.publish_every smaller or name fewer outputs",
+                path=f"{path}.realtime.publish_every", limit=message)
+
+
+def chunk_rows(scenario: Scenario, max_rows: int, message: int) -> int:
+    """Rows of one ``data`` chunk of a streamed series: at most ``max_rows``
+    (TWIN_MAX_RESULT_ROWS) and within ``message`` bytes (TWIN_MAX_MESSAGE_BYTES)."""
+    return max(1, min(max_rows, message // row_bytes(scenario)))
 
 
 def check_steps(scenario: Scenario, limit: int, path: str = "scenario") -> None:

@@ -161,6 +161,7 @@ class Planner:
         self.policy.check_scenario(scenario, template=template)
         checked = check_scenario(scenario)
         limits.check_steps(checked, s.max_steps)
+        limits.check_result_bytes(checked, s.max_result_bytes, s.max_message_bytes)
         models = sorted({el.cls.name for el in checked.elements.values()})
         summary = f"{checked.mode}: {len(checked.elements)} element(s) {', '.join(models)}"
         reply_to, correlation = self._route(command)
@@ -170,7 +171,7 @@ class Planner:
             kwargs["inputs"] = settable_inputs(checked)
             return Job(realtime_task, queues.REALTIME, args, kwargs,
                        realtime_limits(checked.time, checked.realtime))
-        kwargs["max_rows"] = s.max_result_rows
+        kwargs["max_rows"] = limits.chunk_rows(checked, s.max_result_rows, s.max_message_bytes)
         return Job(run_task, queues.SHORT if checked.mode == "static" else queues.LONG,
                    args, kwargs, {})
 

@@ -123,3 +123,42 @@ def test_what_cannot_be_published_is_found_before_paho_or_the_broker_sees_it() -
     assert code == "limit_exceeded" and "1000 bytes" in why
     for topic in (b"", b"a/+/b", b"a/#", b"a\x00b", b"\xff\xfe", "/".join(["x"] * 201).encode()):
         assert undeliverable(topic, b"{}", 268_435_455) is not None, topic
+
+
+def test_a_run_whose_result_is_enormous_is_refused_when_it_arrives(
+        orch: Orchestrator, stack: Stack) -> None:
+    """16 kB of command asking for 250 motors x 6 outputs x 10 001 rows (~360 MB of JSON):
+    `limit_exceeded` before anything runs, and the controller answers everyone after."""
+    rid = new_id("huge")
+    n = 250
+    scenario = {
+        "mode": "dynamic",
+        "elements": {f"m{i}": {"model": "InductionMotor", "instance": "M-1"} for i in range(n)},
+        "inputs": {f"m{i}.speed": 1450 for i in range(n)},
+        "time": {"start": 0, "stop": 10_000, "step": 1}}
+    started = time.monotonic()
+    (error,) = orch.request({"id": rid, "cmd": "run", "scenario": scenario})
+    assert error["type"] == "error" and error["code"] == "limit_exceeded", error
+    assert error["path"] == "scenario.outputs" and "TWIN_MAX_RESULT_BYTES" in error["message"]
+    assert time.monotonic() - started < 10
+    assert orch.request({"id": new_id("after"), "cmd": "ping"})[-1]["type"] == "pong"
+
+
+def test_a_long_series_is_streamed_in_chunks_that_fit_one_message(
+        orch: Orchestrator, stack: Stack) -> None:
+    """Ten motors x 6 outputs x 20 001 rows (~29 MB): within the result bound, streamed
+    as `data` chunks of at most TWIN_MAX_MESSAGE_BYTES each (1 MiB by default)."""
+    rid = new_id("chunks")
+    n = 10
+    scenario = {
+        "mode": "dynamic",
+        "elements": {f"m{i}": {"model": "InductionMotor", "instance": "M-1"} for i in range(n)},
+        "inputs": {f"m{i}.speed": 1450 for i in range(n)},
+        "time": {"start": 0, "stop": 20_000, "step": 1}}
+    replies = orch.request({"id": rid, "cmd": "run", "scenario": scenario}, timeout=120)
+    result = replies[-1]
+    assert result["type"] == "result" and result["streamed"] is True, result
+    chunks = [r for r in replies if r["type"] == "data"]
+    assert len(chunks) == result["chunks"] > 1 and sum(len(c["t"]) for c in chunks) == 20_001
+    sizes = [len(json.dumps(c)) for c in chunks]
+    assert max(sizes) <= stack.settings.max_message_bytes, max(sizes)

@@ -227,6 +227,26 @@ def test_steps_per_run() -> None:
     check_steps(_checked("realtime", start=0, step=0.01), 1)  # open-ended: until `stop`
 
 
+def test_results_are_bounded_by_bytes_when_the_command_arrives() -> None:
+    """Rows times outputs, not rows alone: a run whose answer would be too large for the
+    broker (or the worker's memory) is refused before anything runs; a long series is
+    streamed in chunks that fit in one message."""
+    from ingress.limits import BYTES_PER_VALUE, check_result_bytes, chunk_rows
+
+    dyn = _checked("dynamic", start=0, stop=100, step=1)  # 101 rows
+    width = BYTES_PER_VALUE * (len(dyn.outputs) + 1)
+    check_result_bytes(dyn, 101 * width, 1 << 20)
+    exc = _limit(lambda: check_result_bytes(dyn, 101 * width - 1, 1 << 20))
+    assert exc.path == "scenario.outputs" and "TWIN_MAX_RESULT_BYTES" in exc.message
+    assert "101 rows" in exc.message and "fewer" in exc.message
+    assert chunk_rows(dyn, 10_000, 1 << 20) == min(10_000, (1 << 20) // width)
+    assert chunk_rows(dyn, 10_000, 10 * width) == 10 and chunk_rows(dyn, 10_000, 1) == 1
+    rt = _checked("realtime", start=0, step=0.01)  # publishes every 10 ticks by default
+    check_result_bytes(rt, 1, 10 * width)  # (the whole series of a real-time run streams)
+    exc = _limit(lambda: check_result_bytes(rt, 1, 10 * width - 1))
+    assert exc.path == "scenario.realtime.publish_every" and "TWIN_MAX_MESSAGE_BYTES" in exc.message
+
+
 # ----- names in messages never reach an import or an attribute --------------------------
 
 HOSTILE = ["os.system", "__import__", "..", "../../etc/passwd", "modellib.base.Model",
