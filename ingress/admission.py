@@ -1,7 +1,8 @@
 """Admission: refuse new work at once, with a reason, before the controller is swamped.
 
-Two limits: the jobs waiting in the batch queues (``TWIN_MAX_QUEUED``, read from the
-queue depths the monitor refreshes twice a second), and the jobs one orchestrator
+Two limits: the jobs waiting in all the queues, real-time included
+(``TWIN_MAX_QUEUED``, read from the queue depths the monitor refreshes twice a
+second), and the jobs one orchestrator
 has queued or running (``TWIN_MAX_JOBS_PER_CLIENT``, counted in Redis by the job
 board). Both are ``limit_exceeded``; neither costs the other clients anything.
 """
@@ -41,8 +42,9 @@ class Admission:
         """jobs waiting per queue, and replies waiting in the outbox (the monitor's)"""
 
     def admit(self) -> None:
-        """``limit_exceeded`` when too many batch jobs wait (instead of no answer)."""
-        waiting = sum(self.depths.get(q, 0) for q in queues.BATCH)
+        """``limit_exceeded`` when too many jobs wait, in any queue (real-time runs too:
+        an open-ended one never ends), instead of no answer."""
+        waiting = sum(self.depths.get(q, 0) for q in queues.ALL)
         if waiting >= self.settings.max_queued:
             raise Overloaded(
                 f"this controller has {waiting} jobs waiting (its limit is "

@@ -40,6 +40,9 @@ __all__ = ["SIGNATURE_PROPERTY", "sign", "signed_payload", "sign_command", "spli
 SIGNATURE_PROPERTY = "signature"
 """The MQTT 5 user property that carries the signature."""
 
+FUTURE_SKEW_S = 30.0
+"""How far ahead of the controller's clock a signed command's ``ts`` may be."""
+
 _HEX64 = re.compile(rb"^[0-9A-Fa-f]{64}\Z")
 _HOW = ("put hex(HMAC-SHA256(secret, payload bytes)) in the MQTT 5 user property "
         "'signature', or send '<64 hex digits> <command JSON>' (the signature of the "
@@ -144,6 +147,13 @@ def check_ts(value: Any, *, max_age: float, request_id: str | None = None,
             f"{json.dumps(example)}) or unix seconds (such as {round(now)}), got "
             f"{json.dumps(value)[:60]}", path="ts", request_id=request_id, verified=True)
     age = now - sent
+    if -age > FUTURE_SKEW_S:
+        raise SignatureRefused(
+            f"'ts' {json.dumps(value)[:40]} is {-age:.0f} s in the future; this controller "
+            f"takes signed commands sent at most {FUTURE_SKEW_S:g} s ahead of its clock (a "
+            "command dated later would stay fresh longer than its id is remembered): send "
+            "it again with the current time and a new id, and check the sender's clock",
+            path="ts", request_id=request_id, verified=True)
     if abs(age) > max_age:
         when = f"{age:.0f} s old" if age > 0 else f"{-age:.0f} s in the future"
         raise SignatureRefused(

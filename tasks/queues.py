@@ -18,7 +18,7 @@ LONG = "twin.long"
 REALTIME = "twin.realtime"
 """real-time runs: as long as the plant lives, one worker slot each"""
 BATCH = (SHORT, LONG)
-"""the queues that admission counts (TWIN_MAX_QUEUED) and the batch workers take"""
+"""the queues the batch workers take"""
 ALL = (SHORT, LONG, REALTIME)
 
 RUN = "twin.run"

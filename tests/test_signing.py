@@ -100,7 +100,18 @@ def test_ts_within_the_window() -> None:
     assert check_ts(int(now) + 5, max_age=300, now=now) == now + 5  # a clock a bit ahead
     assert check_ts("2027-01-15T08:00:00Z", max_age=300, now=now) == now
     assert check_ts("2027-01-15T09:00:00+01:00", max_age=300, now=now) == now
-    assert check_ts("2027-01-15T08:04:59.5Z", max_age=300, now=now) == now + 299.5
+    assert check_ts("2027-01-15T08:00:29.5Z", max_age=300, now=now) == now + 29.5
+    assert check_ts(now - 299.5, max_age=300, now=now) == now - 299.5
+
+
+def test_a_ts_ahead_of_the_clock_by_more_than_the_skew_is_refused() -> None:
+    """A command dated in the future would stay fresh longer than the window, and so
+    outlive the duplicate guard's memory of its id (replayed, it would run twice)."""
+    now = 1_800_000_000.0
+    for ahead in (31, 299.5):
+        with pytest.raises(SignatureRefused) as info:
+            check_ts(now + ahead, max_age=300, now=now)
+        assert "in the future" in info.value.message and "30 s ahead" in info.value.message
 
 
 @pytest.mark.parametrize(
