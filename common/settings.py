@@ -113,6 +113,12 @@ TABLE: tuple[Setting, ...] = (
        "this controller's instance files; a new folder is seeded from the shipped "
        "`instances/default`", "`~/.local/share/twinctl/{controller}/instances`",
        attr="instances_dir"),
+    _S("TWIN_MAX_INSTANCES", whole(1, 1_000_000, 1_000), 1_000,
+       "instances in this controller's library (`put_instance` of a new one beyond: "
+       "`limit_exceeded`)", attr="max_instances"),
+    _S("TWIN_MAX_INSTANCE_BYTES", whole(256, 16 << 20, 64 << 10), 64 << 10,
+       "the largest instance `put_instance` takes, as JSON (`limit_exceeded`)",
+       attr="max_instance_bytes"),
     _S("TWIN_DUPLICATE_TTL", whole(1, 30 * 86_400, 86_400), 86_400,
        "seconds a request id is remembered", attr="duplicate_ttl"),
     _S("TWIN_SOFT_TIME_LIMIT", whole(1, 30 * 86_400, 600), 600,
@@ -185,6 +191,8 @@ class Settings:
     max_result_bytes: int
     max_message_bytes: int
     instances_dir: Path
+    max_instances: int
+    max_instance_bytes: int
     duplicate_ttl: int
     soft_time_limit: int
     outbox_max: int

@@ -15,6 +15,7 @@ the steps on the checked scenario. The jobs of one orchestrator
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from scenario_builder.graph import Scenario
@@ -23,7 +24,7 @@ from scenario_builder.timegrid import row_count, tick_count
 from .errors import LimitExceeded
 
 __all__ = ["check_elements", "check_series", "check_args", "check_steps", "points",
-           "check_result_bytes", "chunk_rows", "BYTES_PER_VALUE"]
+           "check_result_bytes", "chunk_rows", "check_instance", "BYTES_PER_VALUE"]
 
 
 def check_elements(scenario: Any, limit: int, path: str = "scenario") -> None:
@@ -131,6 +132,23 @@ def chunk_rows(scenario: Scenario, max_rows: int, message: int) -> int:
     """Rows of one ``data`` chunk of a streamed series: at most ``max_rows``
     (TWIN_MAX_RESULT_ROWS) and within ``message`` bytes (TWIN_MAX_MESSAGE_BYTES)."""
     return max(1, min(max_rows, message // row_bytes(scenario)))
+
+
+def check_instance(data: Any, known: bool, count: int, *, max_count: int, max_bytes: int,
+                   path: str = "instance") -> None:
+    """A ``put_instance``: at most ``max_bytes`` of JSON (TWIN_MAX_INSTANCE_BYTES), and a new
+    one only while the library has fewer than ``max_count`` (TWIN_MAX_INSTANCES)."""
+    size = len(json.dumps(data, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise LimitExceeded(
+            f"the instance has {size} bytes of JSON; this controller takes instances of at "
+            f"most {max_bytes} bytes (TWIN_MAX_INSTANCE_BYTES): design data, not series",
+            path=path, limit=max_bytes)
+    if not known and count >= max_count:
+        raise LimitExceeded(
+            f"the instance library has {count} instances, as many as this controller "
+            f"keeps (TWIN_MAX_INSTANCES = {max_count}): delete one first "
+            "(`delete_instance`), or replace one by its id", path=path, limit=max_count)
 
 
 def check_steps(scenario: Scenario, limit: int, path: str = "scenario") -> None:

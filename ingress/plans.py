@@ -107,6 +107,9 @@ class Planner:
                         entry)
         if command.cmd == "put_instance":
             self.policy.check_instance(body["instance"], path="instance")
+            limits.check_instance(body["instance"], _id_of(body["instance"]) in self.library,
+                                  len(self.library), max_count=self.settings.max_instances,
+                                  max_bytes=self.settings.max_instance_bytes)
             inst = self.library.check(body["instance"], path="instance")
             return Plan("ack", {}, "ack", lambda: self._put_instance(command, inst))
         if command.cmd == "delete_instance":
@@ -209,6 +212,11 @@ class Planner:
             return
         self.replies.final(command, "result", {"status": "ok", "deleted": iid})
         self.on_library_change()
+
+
+def _id_of(instance: Any) -> str | None:
+    iid = instance.get("id") if isinstance(instance, dict) else None
+    return iid if isinstance(iid, str) else None
 
 
 def realtime_limits(time_: dict[str, Any] | None, opts: dict[str, Any] | None) -> dict[str, Any]:

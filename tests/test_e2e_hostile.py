@@ -162,3 +162,16 @@ def test_a_long_series_is_streamed_in_chunks_that_fit_one_message(
     assert len(chunks) == result["chunks"] > 1 and sum(len(c["t"]) for c in chunks) == 20_001
     sizes = [len(json.dumps(c)) for c in chunks]
     assert max(sizes) <= stack.settings.max_message_bytes, max(sizes)
+
+
+def test_an_enormous_instance_is_refused(orch: Orchestrator, stack: Stack) -> None:
+    """put_instance had no bound: twelve 1 MiB instances grew `describe` to 12 MB."""
+    rid = new_id("big-instance")
+    instance = {"id": "P-huge", "model": "CentrifugalPump", "description": "x" * 900_000,
+                "params": {"rated_speed": 1450, "shutoff_head": 40.0,
+                           "curve_coefficient": 20000.0, "efficiency": 0.72}}
+    (reply,) = orch.request({"id": rid, "cmd": "put_instance", "instance": instance})
+    assert (reply["type"], reply["code"], reply["path"]) == ("error", "limit_exceeded",
+                                                             "instance"), reply
+    (described,) = orch.request({"id": new_id("describe"), "cmd": "describe"})
+    assert "P-huge" not in described["instances"]

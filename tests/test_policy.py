@@ -332,3 +332,16 @@ def test_celery_accepts_json_only() -> None:
     assert celeryconfig.accept_content == ["json"]
     assert celeryconfig.result_accept_content == ["json"]
     assert celeryconfig.task_serializer == celeryconfig.result_serializer == "json"
+
+
+def test_instances_are_bounded_in_size_and_number() -> None:
+    from ingress.limits import check_instance
+
+    small = {"id": "P-9", "model": "Pipe", "params": {"length": 10.0}}
+    check_instance(small, False, 9, max_count=10, max_bytes=1000)
+    exc = _limit(lambda: check_instance({**small, "notes": "x" * 2000}, False, 0,
+                                        max_count=10, max_bytes=1000))
+    assert exc.path == "instance" and "TWIN_MAX_INSTANCE_BYTES" in exc.message
+    exc = _limit(lambda: check_instance(small, False, 10, max_count=10, max_bytes=1000))
+    assert "TWIN_MAX_INSTANCES = 10" in exc.message and "delete_instance" in exc.message
+    check_instance(small, True, 10, max_count=10, max_bytes=1000)  # replacing one is fine
