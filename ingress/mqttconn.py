@@ -184,6 +184,7 @@ class MqttConnection:
         max_inflight: int = 100,
         backoff: tuple[float, float] = (0.5, 10.0),
         retained: bool = True,
+        receive_maximum: int | None = None,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)}, not {protocol!r}")
@@ -195,6 +196,9 @@ class MqttConnection:
             raise ValueError("backoff must be (first, cap) with 0 < first <= cap seconds")
         self._delays = Backoff(*backoff)
         self._retained = retained
+        self._receive_maximum = receive_maximum
+        """MQTT 5: how many QoS 1 messages the broker may send before we acknowledge
+        (back-pressure for a handler that acknowledges after handling); None: 65 535"""
         self.max_packet = MQTT_MAX_PACKET
         """the largest packet the broker takes (its CONNACK says, else MQTT's own limit)"""
         self.endpoint = endpoint
@@ -237,6 +241,8 @@ class MqttConnection:
         clean_start: bool | int = mqtt.MQTT_CLEAN_START_FIRST_ONLY
         if self.v5:
             props = Properties(PacketTypes.CONNECT)
+            if self._receive_maximum is not None:
+                props.ReceiveMaximum = self._receive_maximum
             if self._persistent:
                 props.SessionExpiryInterval = SESSION_EXPIRY
                 clean_start = False

@@ -50,6 +50,13 @@ __all__ = ["Ingress"]
 
 log = logging.getLogger("twinctl.ingress")
 
+INBOX_QOS1 = 100
+"""QoS 1 commands the broker may hand over before the first is acknowledged (MQTT 5
+receive maximum): a flood waits at the broker, in its session, not in our memory."""
+INBOX_QOS0 = 1_000
+INBOX_BYTES = 64 << 20
+"""QoS 0 commands are dropped while this many, or this many bytes, wait to be handled."""
+
 
 class Ingress:
     """The MQTT front of one controller."""
@@ -80,6 +87,11 @@ class Ingress:
         self.group_conn: MqttConnection | None = None
         self.publisher: Publisher | None = None
         self.handled = 0
+        self.dropped = 0
+        """QoS 0 commands dropped because the inbox was full"""
+        self._inbox_lock = threading.Lock()
+        self._inbox_bytes = 0
+        self._dropped_said = 0.0
 
     # ----- lifecycle ------------------------------------------------------
     def start(self) -> None:
@@ -92,10 +104,11 @@ class Ingress:
             persistent=True,
             will=Will(self.settings.topic("status"), self._status("offline")),
             subscriptions=[(self.settings.cmd_topic, 1)],
-            on_message=lambda msg: self._inbox.put((conn, msg)),
+            on_message=lambda msg: self._receive(conn, msg),
             on_connected=lambda session_present: self._publish_status(),
             manual_ack=True,
             retained=False,  # a retained message is never a command
+            receive_maximum=INBOX_QOS1,
         )
         if self.protocol == "5":
             # The group's shared subscription has a session of its own that ends with
@@ -109,8 +122,10 @@ class Ingress:
                 protocol="5",
                 persistent=False,
                 subscriptions=[(f"$share/{gid}/{self.settings.group_cmd_topic}", 1)],
-                on_message=lambda msg: self._inbox.put((group, msg)),
+                on_message=lambda msg: self._receive(group, msg),
                 manual_ack=True,
+                retained=False,
+                receive_maximum=INBOX_QOS1,
             )
         self.publisher = Publisher(client=self.redis, connection=self.conn, controller=self.cid,
                                    reply_topic=self.settings.reply_topic, outbox=self.outbox)
@@ -158,13 +173,34 @@ class Ingress:
             self.conn.publish(self.settings.topic("status"), self._status("online"),
                               retain=True)
 
-    # ----- the handler thread ---------------------------------------------
+    # ----- the inbox and the handler thread ---------------------------------------
+    def _receive(self, conn: MqttConnection, msg: mqtt.MQTTMessage) -> None:
+        """paho's network thread: queue a command for the handler. The inbox is bounded:
+        QoS 1 commands by the broker's receive maximum (it sends no more until we
+        acknowledge), QoS 0 ones, which nothing else bounds, are dropped beyond
+        :data:`INBOX_QOS0` or :data:`INBOX_BYTES` waiting (counted, and logged every 5 s)."""
+        size = len(msg.payload)
+        with self._inbox_lock:
+            full = self._inbox_bytes + size > INBOX_BYTES or self._inbox.qsize() >= INBOX_QOS0
+            if msg.qos == 0 and full:
+                self.dropped += 1
+                now = time.monotonic()
+                if now - self._dropped_said >= 5.0:
+                    log.warning("inbox full: %d QoS 0 command(s) dropped so far (a flood?); "
+                                "QoS 1 commands are never dropped", self.dropped)
+                    self._dropped_said = now
+                return
+            self._inbox_bytes += size
+        self._inbox.put((conn, msg))
+
     def _handle_loop(self) -> None:
         while True:
             item = self._inbox.get()
             if item is None or self._stop.is_set():
                 return
             conn, msg = item
+            with self._inbox_lock:
+                self._inbox_bytes -= len(msg.payload)
             started = time.perf_counter()
             rid: str | None = None
             cmd: str | None = None

@@ -7,7 +7,7 @@ set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
-# tests/test_tls.py makes its CA and certificates with it (mosquitto_passwd comes with mosquitto)
+# tests/tls_harness.py makes its CA and certificates with it (mosquitto_passwd comes with mosquitto)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # the fonts give the screenshot readable text; Chromium's other recommends (desktop
 # integration, sandbox helpers) are not needed for --headless

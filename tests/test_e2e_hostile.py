@@ -175,3 +175,22 @@ def test_an_enormous_instance_is_refused(orch: Orchestrator, stack: Stack) -> No
                                                              "instance"), reply
     (described,) = orch.request({"id": new_id("describe"), "cmd": "describe"})
     assert "P-huge" not in described["instances"]
+
+
+def test_a_flood_of_qos0_commands_does_not_starve_another_client(
+        orch: Orchestrator, stack: Stack) -> None:
+    """QoS 0 commands beyond the bounded inbox are dropped (nothing else bounds them:
+    132 000 pings once made a ping wait 29 s and grew the ingress by 590 MB); QoS 1
+    commands wait at the broker (receive maximum) and are all answered."""
+    s = stack.settings
+    flood = 20_000
+    payload = json.dumps({"id": "flood-x", "cmd": "ping"})
+    for i in range(flood):
+        orch.client.publish(s.cmd_topic, payload.replace("x", str(i)), qos=0)
+    started = time.monotonic()
+    rid = new_id("second-client")
+    (pong,) = orch.request({"id": rid, "cmd": "ping"}, timeout=30)
+    assert pong["type"] == "pong"
+    assert time.monotonic() - started < 10, time.monotonic() - started
+    answered = {b.get("id") for t, b, _ in list(orch.messages) if b.get("type") == "pong"}
+    assert len([i for i in answered if str(i).startswith("flood-")]) <= flood

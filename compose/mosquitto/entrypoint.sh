@@ -11,7 +11,7 @@ set -eu
 : "${MQTT_USER:?set MQTT_USER in compose/.env}"
 : "${MQTT_PASSWORD:?set MQTT_PASSWORD in compose/.env}"
 
-base=${MOSQUITTO_BASE:-/mosquitto}   # another base only for tests/test_compose.py
+base=${MOSQUITTO_BASE:-/mosquitto}   # another base only for tests/test_compose_image.py
 pwfile=$base/config/passwd
 umask 077
 if [ -f "$base/config-src/passwd" ]; then
