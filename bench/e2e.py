@@ -47,7 +47,7 @@ from twinctl.stack import Stack  # noqa: E402
 
 P101 = {"rated_speed": 1450, "shutoff_head": 40.0, "curve_coefficient": 20000.0,
         "efficiency": 0.72, "density": 998.0}
-FINAL = {"result", "error"}
+FINAL = {"result", "error", "pong"}
 
 
 def nodelay(client: mqtt.Client) -> None:
@@ -135,7 +135,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_ours(env: dict[str, str], host: str, port: int, args: argparse.Namespace) -> dict:
-    stack = Stack(env=env, workers=2, quiet=True)
+    stack = Stack(env=env, workers=2, short=0, quiet=True)  # 2 processes, as for (b)
     stack.start(embedded_ok=False)
     try:
         stack.wait_ready(60)

@@ -129,7 +129,7 @@ def measure(n: int) -> dict[str, list[float]]:
            "TWIN_INSTANCES": tempfile.mkdtemp(prefix="twinctl-bench-") + "/instances",
            "TWIN_MQTT_URL": mqtt_srv.url, "TWIN_REDIS_URL": redis_srv.url,
            "TWIN_LOG_LEVEL": "WARNING"}
-    stack = Stack(env=env, workers=2, quiet=True)
+    stack = Stack(env=env, workers=2, short=0, quiet=True)  # as bench/e2e.py
     stack.start(embedded_ok=False)
     hops: dict[str, list[float]] = {h: [] for h, _ in HOPS}
     hops.update({"ack received": [], "result received": []})

@@ -30,7 +30,8 @@ from tests.compose_helpers import COMPOSE_FILE, ENV_EXAMPLE, ROOT, shell_text
 from tests.compose_helpers import services as services
 from twinctl.cli import build_parser
 
-EXPECTED_SERVICES = {"redis", "mosquitto", "ingress", "worker", "realtime-worker", "flower"}
+EXPECTED_SERVICES = {"redis", "mosquitto", "ingress", "worker", "short-worker",
+                     "realtime-worker", "flower"}
 
 
 # ----- Docker Compose v2 itself ---------------------------------------------------------
@@ -104,7 +105,7 @@ def test_scaled_services_resolve_as_compose_sees_them() -> None:
     model = json.loads(out.stdout)
     services = model["services"]
     assert set(services) == EXPECTED_SERVICES
-    for name in ("ingress", "worker", "realtime-worker", "flower"):
+    for name in ("ingress", "worker", "short-worker", "realtime-worker", "flower"):
         env = services[name]["environment"]
         assert env["TWIN_MQTT_URL"] == "mqtt://twinctl:change-me-mqtt@mosquitto:1883", name
         assert env["TWIN_REDIS_URL"] == "redis://redis:6379/0", name
@@ -163,6 +164,8 @@ def test_the_commands_are_the_agreed_ones(services: dict[str, Any]) -> None:
     assert _argv(services["ingress"]["command"]) == ["twinctl", "ingress"]
     assert _argv(services["worker"]["command"]) == [
         "twinctl", "worker", "--queues", "twin.short,twin.long", "--nice", "5"]
+    assert _argv(services["short-worker"]["command"]) == [
+        "twinctl", "worker", "--queues", "twin.short", "--concurrency", "1", "--nice", "5"]
     assert services["realtime-worker"]["ulimits"]["rtprio"] >= 10  # SCHED_FIFO allowed
     assert _argv(services["realtime-worker"]["command"]) == [
         "twinctl", "worker", "--queues", "twin.realtime", "--concurrency", "2"]

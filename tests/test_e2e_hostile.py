@@ -194,3 +194,34 @@ def test_a_flood_of_qos0_commands_does_not_starve_another_client(
     assert time.monotonic() - started < 10, time.monotonic() - started
     answered = {b.get("id") for t, b, _ in list(orch.messages) if b.get("type") == "pong"}
     assert len([i for i in answered if str(i).startswith("flood-")]) <= flood
+
+
+def test_long_runs_holding_every_batch_slot_do_not_starve_a_static_run(
+        orch: Orchestrator, stack: Stack) -> None:
+    """Four tiny-step dynamic runs once held both workers for up to 600 s each; a static
+    run or a call has a slot of its own (`twinctl up --short`, the compose short-worker)."""
+    hogs = [new_id("hog") for _ in range(stack.workers + 1)]
+    try:
+        for rid in hogs:
+            orch.send({"id": rid, "cmd": "run", "scenario": {
+                "mode": "dynamic",
+                "elements": {"lag": {"model": "FirstOrderLag", "params": {"time_constant": 1}}},
+                "inputs": {"lag.u": 1.0}, "time": {"start": 0, "stop": 1e5, "step": 1000},
+                "solver": {"max_step": 1e-3}}})  # hours of work each
+        deadline = time.monotonic() + 20
+        while True:  # every batch slot taken
+            jobs = orch.request({"id": new_id("jobs"), "cmd": "jobs"})[0]["jobs"]
+            if sum(j["state"] == "running" for j in jobs if j["id"] in hogs) == stack.workers:
+                break
+            assert time.monotonic() < deadline, jobs
+            time.sleep(0.2)
+        started = time.monotonic()
+        assert orch.request(pump_run(new_id("static")))[-1]["type"] == "result"
+        assert orch.request({"id": new_id("call"), "cmd": "call", "function": "mean",
+                             "args": {"x": [1, 2, 3]}})[-1]["value"] == 2
+        assert time.monotonic() - started < 10
+    finally:
+        for rid in hogs:
+            orch.request({"id": new_id("stop"), "cmd": "stop", "target": rid})
+        for rid in hogs:
+            assert orch.wait_final(rid, timeout=30)[-1]["status"] == "stopped"

@@ -83,7 +83,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from .stack import Stack, StackError
 
-    stack = Stack(env=dict(os.environ), workers=args.workers, flower=args.flower,
+    stack = Stack(env=dict(os.environ), workers=args.workers, flower=args.flower, short=args.short,
                   flower_port=args.flower_port, pool=args.pool, realtime=args.realtime)
     try:
         stack.start()
@@ -345,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--flower-port", type=int, default=5555)
     up.add_argument("--realtime", type=int, default=2,
                     help="real-time job slots: a worker of their own (default 2; 0: none)")
+    up.add_argument("--short", type=int, default=1,
+                    help="slots kept for static runs and calls, which long runs cannot take "
+                         "(a worker of their own; default 1; 0: none)")
     up.add_argument("--pool", default="prefork", choices=("prefork", "solo", "threads"))
     up.add_argument("--ready-timeout", type=float, default=120.0)
     up.set_defaults(func=cmd_up)

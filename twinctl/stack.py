@@ -103,6 +103,10 @@ class Stack:
     pool: str = "prefork"
     realtime: int = 0
     """real-time job slots (a worker of their own on ``twin.realtime``; 0: none)"""
+    short: int = 1
+    """slots kept for short work (static runs, calls: a worker of its own on
+    ``twin.short``), so that long dynamic runs holding every batch slot cannot starve
+    them; 0: none"""
     batch_nice: int = 5
     """niceness added to the batch workers, so real-time ticks win the CPU"""
     quiet: bool = False
@@ -126,6 +130,10 @@ class Stack:
         self._spawn("ingress", [*py, "ingress"])
         self._spawn("worker", [*py, "worker", "--concurrency", str(self.workers),
                                "--pool", self.pool, "--nice", str(self.batch_nice)])
+        if self.short:
+            self._spawn("short-worker", [*py, "worker", "--queues", queues.SHORT,
+                                         "--concurrency", str(self.short), "--pool",
+                                         self.pool, "--nice", str(self.batch_nice)])
         if self.realtime:
             self._spawn("realtime-worker", [*py, "worker", "--queues", queues.REALTIME,
                                             "--concurrency", str(self.realtime)])
@@ -139,7 +147,7 @@ class Stack:
         if not self.quiet or self.log_dir is not None:
             print(f"twinctl: controller {settings.controller_id!r} on {settings.mqtt.url}, "
                   f"Redis {settings.redis_url_safe}, {self.workers} worker process(es), "
-                  f"{self.realtime} real-time slot(s)"
+                  f"{self.short} slot(s) for short work, {self.realtime} real-time slot(s)"
                   + (f", Flower on http://127.0.0.1:{self.flower_port}" if self.flower else ""),
                   flush=True)
 
