@@ -34,6 +34,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/outbox.py
 	$(BIN)/python bench/realtime.py
+	$(BIN)/python bench/fairness.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
