@@ -125,17 +125,21 @@ def test_what_cannot_be_published_is_found_before_paho_or_the_broker_sees_it() -
         assert undeliverable(topic, b"{}", 268_435_455) is not None, topic
 
 
+def motors(n: int, *, stop: float) -> dict[str, Any]:
+    """A dynamic run of ``n`` induction motors (6 outputs each), one row a second."""
+    return {"mode": "dynamic",
+            "elements": {f"m{i}": {"model": "InductionMotor", "instance": "M-1"}
+                         for i in range(n)},
+            "inputs": {f"m{i}.speed": 1450 for i in range(n)},
+            "time": {"start": 0, "stop": stop, "step": 1}}
+
+
 def test_a_run_whose_result_is_enormous_is_refused_when_it_arrives(
         orch: Orchestrator, stack: Stack) -> None:
     """16 kB of command asking for 250 motors x 6 outputs x 10 001 rows (~360 MB of JSON):
     `limit_exceeded` before anything runs, and the controller answers everyone after."""
     rid = new_id("huge")
-    n = 250
-    scenario = {
-        "mode": "dynamic",
-        "elements": {f"m{i}": {"model": "InductionMotor", "instance": "M-1"} for i in range(n)},
-        "inputs": {f"m{i}.speed": 1450 for i in range(n)},
-        "time": {"start": 0, "stop": 10_000, "step": 1}}
+    scenario = motors(250, stop=10_000)
     started = time.monotonic()
     (error,) = orch.request({"id": rid, "cmd": "run", "scenario": scenario})
     assert error["type"] == "error" and error["code"] == "limit_exceeded", error
@@ -149,12 +153,7 @@ def test_a_long_series_is_streamed_in_chunks_that_fit_one_message(
     """Ten motors x 6 outputs x 20 001 rows (~29 MB): within the result bound, streamed
     as `data` chunks of at most TWIN_MAX_MESSAGE_BYTES each (1 MiB by default)."""
     rid = new_id("chunks")
-    n = 10
-    scenario = {
-        "mode": "dynamic",
-        "elements": {f"m{i}": {"model": "InductionMotor", "instance": "M-1"} for i in range(n)},
-        "inputs": {f"m{i}.speed": 1450 for i in range(n)},
-        "time": {"start": 0, "stop": 20_000, "step": 1}}
+    scenario = motors(10, stop=20_000)
     replies = orch.request({"id": rid, "cmd": "run", "scenario": scenario}, timeout=120)
     result = replies[-1]
     assert result["type"] == "result" and result["streamed"] is True, result
