@@ -20,6 +20,7 @@ commands per second for a burst sent at once. Prints a table and writes it to
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -32,7 +33,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -210,6 +211,26 @@ def run_seed(host: str, port: int, args: argparse.Namespace) -> dict:
         ctl.loop_stop()
         pool.shutdown()
     return {"lat": lat, "rate": rate}
+
+
+@contextlib.contextmanager
+def fresh_stack(controller: str, **parts: Any) -> Iterator[tuple[Stack, str, int]]:
+    """A stack (``parts``: workers, short…) on a Redis and a Mosquitto started for it
+    alone, ready: (stack, broker host, broker port). Everything stops after."""
+    redis_srv, mqtt_srv = embedded.start_redis(), embedded.start_mqtt()
+    env = {"TWIN_CONTROLLER_ID": controller, "TWIN_MQTT_PREFIX": "bench",
+           "TWIN_INSTANCES": tempfile.mkdtemp(prefix="twinctl-bench-") + "/instances",
+           "TWIN_MQTT_URL": mqtt_srv.url, "TWIN_REDIS_URL": redis_srv.url,
+           "TWIN_LOG_LEVEL": "WARNING"}
+    stack = Stack(env=env, quiet=True, **parts)
+    try:
+        stack.start(embedded_ok=False)
+        stack.wait_ready(60)
+        yield stack, "127.0.0.1", int(mqtt_srv.url.rsplit(":", 1)[1])
+    finally:
+        stack.stop()
+        mqtt_srv.stop()
+        redis_srv.stop()
 
 
 def machine() -> str:

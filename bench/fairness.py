@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -32,9 +31,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.e2e import Client, machine, ours_command, percentile, write_section  # noqa: E402
-from twinctl import embedded  # noqa: E402
-from twinctl.stack import Stack  # noqa: E402
+from bench.e2e import (  # noqa: E402
+    Client,
+    fresh_stack,
+    machine,
+    ours_command,
+    percentile,
+    write_section,
+)
 
 
 def ping(rid: str) -> dict[str, Any]:
@@ -72,18 +76,10 @@ def main() -> int:
     ap.add_argument("--static", type=int, default=50)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
-    redis_srv, mqtt_srv = embedded.start_redis(), embedded.start_mqtt()
-    host, port = "127.0.0.1", int(mqtt_srv.url.rsplit(":", 1)[1])
-    env = {"TWIN_CONTROLLER_ID": "fair", "TWIN_MQTT_PREFIX": "bench",
-           "TWIN_INSTANCES": tempfile.mkdtemp(prefix="twinctl-bench-") + "/instances",
-           "TWIN_MQTT_URL": mqtt_srv.url, "TWIN_REDIS_URL": redis_srv.url,
-           "TWIN_LOG_LEVEL": "WARNING"}
-    stack = Stack(env=env, workers=2, quiet=True)  # as `twinctl up`: a slot for short work
-    stack.start(embedded_ok=False)
     stop = threading.Event()
     sent: dict[str, int] = {"heavy": 0, "qos0 pings": 0}
-    try:
-        stack.wait_ready(60)
+    # as `twinctl up` starts it: 2 batch worker processes and a slot for short work
+    with fresh_stack("fair", workers=2) as (_stack, host, port):
         prefix = "bench/fair"
         b, a = Client(host, port, prefix), Client(host, port, prefix)
         b.latency(ours_command, 20)  # warm-up
@@ -105,20 +101,17 @@ def main() -> int:
 
         flooder = threading.Thread(target=flood, daemon=True)
         flooder.start()
-        time.sleep(2.0)  # the flood under way, the batch processes busy
-        busy = measure(b, args.pings, args.static)
-        stop.set()
-        flooder.join(10)
+        try:
+            time.sleep(2.0)  # the flood under way, the batch processes busy
+            busy = measure(b, args.pings, args.static)
+        finally:
+            stop.set()
+            flooder.join(10)
         for rid in hogs:
             b.send({"id": f"stop-{uuid.uuid4().hex[:8]}", "cmd": "stop", "target": rid})
         a.wait(hogs, 60)
         b.close()
         a.close()
-    finally:
-        stop.set()
-        stack.stop()
-        mqtt_srv.stop()
-        redis_srv.stop()
     ratio = busy["ping p99"] / idle["ping p99"]
     lines = [
         "## Fairness under a flood (`bench/fairness.py`)", "",

@@ -25,7 +25,6 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -37,9 +36,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.e2e import Client, machine, ours_command, write_section  # noqa: E402
-from twinctl import embedded  # noqa: E402
-from twinctl.stack import Stack  # noqa: E402
+from bench.e2e import Client, fresh_stack, machine, ours_command, write_section  # noqa: E402
 
 HOPS = (
     ("ack stored", "first reply and job entry stored by the ingress"),
@@ -122,23 +119,15 @@ class TimedClient(Client):
 
 
 def measure(n: int) -> dict[str, list[float]]:
-    redis_srv = embedded.start_redis()
-    mqtt_srv = embedded.start_mqtt()
-    host, port = "127.0.0.1", int(mqtt_srv.url.rsplit(":", 1)[1])
-    env = {"TWIN_CONTROLLER_ID": "timeline", "TWIN_MQTT_PREFIX": "bench",
-           "TWIN_INSTANCES": tempfile.mkdtemp(prefix="twinctl-bench-") + "/instances",
-           "TWIN_MQTT_URL": mqtt_srv.url, "TWIN_REDIS_URL": redis_srv.url,
-           "TWIN_LOG_LEVEL": "WARNING"}
-    stack = Stack(env=env, workers=2, short=0, quiet=True)  # as bench/e2e.py
-    stack.start(embedded_ok=False)
     hops: dict[str, list[float]] = {h: [] for h, _ in HOPS}
     hops.update({"ack received": [], "result received": []})
-    try:
-        stack.wait_ready(60)
+    # 2 worker processes and no slot for short work, as bench/e2e.py
+    with fresh_stack("timeline", workers=2, short=0) as (stack, host, port):
+        redis_url = stack.settings.redis_url
         client = TimedClient(host, port, "bench/timeline")
         try:
             client.latency(ours_command, 30)  # warm-up
-            mon = Monitor(redis_srv.url)
+            mon = Monitor(redis_url)
             mon.start()
             for _ in range(n):
                 rid = f"b-{uuid.uuid4().hex[:12]}"
@@ -155,10 +144,6 @@ def measure(n: int) -> dict[str, list[float]]:
             mon.stop()
         finally:
             client.close()
-    finally:
-        stack.stop()
-        mqtt_srv.stop()
-        redis_srv.stop()
     return hops
 
 

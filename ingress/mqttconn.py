@@ -192,8 +192,6 @@ class MqttConnection:
             raise ValueError("client_id must not be empty")
         if max_inflight < 1:
             raise ValueError("max_inflight must be at least 1")
-        if not 0 < backoff[0] <= backoff[1]:
-            raise ValueError("backoff must be (first, cap) with 0 < first <= cap seconds")
         self._delays = Backoff(*backoff)
         self._retained = retained
         self._receive_maximum = receive_maximum

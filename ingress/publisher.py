@@ -34,11 +34,11 @@ from tasks.outbox import Outbox, dead_letter_stream, outbox_stream
 
 from .mqttconn import MqttConnection
 
-__all__ = ["Publisher", "undeliverable", "DEAD_LETTERS_KEPT", "MAX_TOPIC_LEVELS"]
+__all__ = ["Publisher", "undeliverable", "DEAD_LETTERS_KEPT", "BROKER_TOPIC_LEVELS"]
 
 DEAD_LETTERS_KEPT = 10_000
 """The dead-letter stream keeps about this many (the newest)."""
-MAX_TOPIC_LEVELS = 200
+BROKER_TOPIC_LEVELS = 200
 """Brokers refuse deeper topics (Mosquitto: 200 levels) and drop the publisher."""
 _ENVELOPE = re.compile(rb'\A\{"id":"([A-Za-z0-9._:-]{1,128})","controller":"[^"]*",'
                        rb'"type":"([a-z]+)","seq":(\d+)')
@@ -47,15 +47,15 @@ _ENVELOPE = re.compile(rb'\A\{"id":"([A-Za-z0-9._:-]{1,128})","controller":"[^"]
 def undeliverable(topic: bytes, payload: bytes, max_packet: int) -> tuple[str, str] | None:
     """(error code, why) when a reply can never be published, else None: a topic that is
     not valid UTF-8, empty, longer than 65 535 bytes, with a wildcard, a NUL or more than
-    :data:`MAX_TOPIC_LEVELS` levels, or a packet larger than the broker takes."""
+    :data:`BROKER_TOPIC_LEVELS` levels, or a packet larger than the broker takes."""
     try:
         text = topic.decode("utf-8")
     except UnicodeDecodeError:
         return "internal_error", "its topic is not UTF-8 text"
     if not text or len(topic) > 65_535 or "\x00" in text or "+" in text or "#" in text:
         return "internal_error", f"its topic {text[:60]!r} cannot be published to"
-    if text.count("/") >= MAX_TOPIC_LEVELS:
-        return "internal_error", f"its topic has more than {MAX_TOPIC_LEVELS} levels"
+    if text.count("/") >= BROKER_TOPIC_LEVELS:
+        return "internal_error", f"its topic has more than {BROKER_TOPIC_LEVELS} levels"
     size = len(payload) + len(topic) + 300  # (fixed header, properties, correlation)
     if size > max_packet:
         return "limit_exceeded", (f"{len(payload)} bytes, more than the MQTT broker takes "

@@ -288,12 +288,6 @@ class Outbox:
         """Store a message that belongs to no request (the ``errors`` topic)."""
         self.redis.xadd(outbox_stream(controller), {"t": topic, "p": encode_json(fields)})
 
-    def logical_keys(self, controller: str, request_id: str) -> set[str]:
-        """The logical keys of the replies stored for ``request_id`` (``ack``, ``final``…)."""
-        found: list[bytes] = self.redis.hkeys(  # type: ignore[assignment]
-            f"twin:{controller}:req:{request_id}:keys")
-        return {k.decode() for k in found}
-
     def finished(self, controller: str, request_ids: list[str]) -> list[bool]:
         """Whether each request's final reply is stored (one pipelined round trip)."""
         pipe = self.redis.pipeline(transaction=False)
