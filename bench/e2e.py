@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -59,9 +61,17 @@ def nodelay(client: mqtt.Client) -> None:
 class Client:
     """The orchestrator: publishes commands, timestamps final replies."""
 
-    def __init__(self, host: str, port: int, prefix: str) -> None:
+    def __init__(self, host: str, port: int, prefix: str, *, name: str | None = None) -> None:
         self.prefix = prefix
         self.arrived: dict[str, float] = {}
+        self.answered: set[str] = set()
+        """request ids with a reply (an ``ack`` included)"""
+        self.codes: dict[str, str] = {}
+        """the error code of a final ``error`` reply, by request id"""
+        self.props: Properties | None = None
+        if name is not None:  # the orchestrator's name (MQTT 5 user property `client`)
+            self.props = Properties(PacketTypes.PUBLISH)
+            self.props.UserProperty = [("client", name)]
         self.cond = threading.Condition()
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         nodelay(self.c)
@@ -77,9 +87,13 @@ class Client:
     def _on_message(self, c: Any, u: Any, msg: mqtt.MQTTMessage) -> None:
         now = time.perf_counter()
         body = json.loads(msg.payload)
+        with self.cond:
+            self.answered.add(str(body.get("id")))
         if body.get("type") in FINAL:
             with self.cond:
                 self.arrived.setdefault(body["id"], now)
+                if body.get("type") == "error":
+                    self.codes.setdefault(body["id"], str(body.get("code")))
                 self.cond.notify_all()
 
     def close(self) -> None:
@@ -87,7 +101,7 @@ class Client:
         self.c.loop_stop()
 
     def send(self, payload: dict[str, Any]) -> None:
-        self.c.publish(f"{self.prefix}/cmd", json.dumps(payload), qos=1)
+        self.c.publish(f"{self.prefix}/cmd", json.dumps(payload), qos=1, properties=self.props)
 
     def wait(self, ids: list[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -143,8 +143,13 @@ TABLE: tuple[Setting, ...] = (
     _S("TWIN_MAX_ELEMENTS", whole(1, 1_000_000, 500), 500,
        "elements of one scenario (`limit_exceeded`)", attr="max_elements"),
     _S("TWIN_MAX_STEPS", whole(1, 10**12, 10_000_000), 10_000_000,
-       "output rows of a dynamic run, ticks of a real-time run with a `time.stop`",
+       "output rows of a dynamic run, ticks of a real-time run with a `time.stop`, and the "
+       "solver steps `solver.max_step` imposes on such a run (`limit_exceeded`)",
        attr="max_steps"),
+    _S("TWIN_MAX_REALTIME_S", whole(0, 10 * 365 * 86_400, 86_400), 86_400,
+       "seconds of wall-clock time one real-time run may last: a longer `time.stop` is "
+       "refused (`limit_exceeded`), an open-ended run is stopped then (`status` `stopped`); "
+       "0: no cap", attr="max_realtime_s"),
     _S("TWIN_MAX_SERIES", whole(1, 10**9, 1_000_000), 1_000_000,
        "points of one input series or function argument array", attr="max_series"),
     _S("TWIN_MAX_JOBS_PER_CLIENT", whole(0, 1_000_000, 0), 0,
@@ -155,6 +160,15 @@ TABLE: tuple[Setting, ...] = (
        "docs/protocol.md)", "none", secret=True),
     _S("TWIN_COMMAND_SECRET_FILE", text(), None,
        "a file holding that secret (a Docker/Kubernetes secret)", "none"),
+    _S("TWIN_COMMAND_KEYS_FILE", text(), None,
+       "a file of named keys, one line `name secret` each (`#` comments): every command "
+       "must be signed, and a command signed with a named key comes from the orchestrator "
+       "of that name (its jobs, limits and steering; docs/protocol.md)", "none"),
+    _S("TWIN_ADMIN_CLIENTS", Names(metadata={"kind": "client"}), None,
+       "orchestrators (key names of TWIN_COMMAND_KEYS_FILE) that may `put_instance`, "
+       "`delete_instance`, and `stop`/`set` other orchestrators' jobs; unset: anyone may "
+       "change instances and each orchestrator steers only its own jobs",
+       "anyone (instances); the job's own orchestrator (steering)", attr="admin_clients"),
     _S("TWIN_SIGNATURE_MAX_AGE", whole(1, 86_400, 300), 300,
        "seconds a signed command's `ts` may be from the controller's clock",
        attr="signature_max_age"),
@@ -204,15 +218,20 @@ class Settings:
     allow_modes: tuple[str, ...] | None
     max_elements: int
     max_steps: int
+    max_realtime_s: int
     max_series: int
     max_jobs_per_client: int
     signature_max_age: int
+    admin_clients: tuple[str, ...] | None
     log_level: str
     log_format: str
     realtime_priority: int
     # signed commands (ingress/signing.py): on when a secret is set
     command_secret: bytes | None = field(default=None, repr=False)
     command_secret_file: str | None = None
+    command_keys: dict[str, bytes] = field(default_factory=dict, repr=False)
+    """named keys (name -> secret) of ``command_keys_file``"""
+    command_keys_file: str | None = None
     redis_ca_file: str | None = None
     """PEM CA file for ``rediss://`` (added to the system's CAs)"""
     redis_password_file: str | None = None
@@ -275,6 +294,7 @@ class Settings:
             "TWIN_REDIS_CA_FILE": self.redis_ca_file or "",
             "TWIN_COMMAND_SECRET": "",
             "TWIN_COMMAND_SECRET_FILE": self.command_secret_file or "",
+            "TWIN_COMMAND_KEYS_FILE": self.command_keys_file or "",
         })
         if self.command_secret is not None and not self.command_secret_file:
             env["TWIN_COMMAND_SECRET"] = self.command_secret.decode("utf-8")
@@ -359,8 +379,7 @@ def _redis(env: Mapping[str, str]) -> tuple[str, str | None, str | None]:
     return url, ca_file, password_file
 
 
-def _command_secret(env: Mapping[str, str], duplicate_ttl: int,
-                    max_age: int) -> dict[str, Any]:
+def _command_secret(env: Mapping[str, str]) -> dict[str, Any]:
     """``command_secret`` (and its file) of TWIN_COMMAND_SECRET or TWIN_COMMAND_SECRET_FILE."""
     secret = (read("TWIN_COMMAND_SECRET", env) or "").strip()
     path = read("TWIN_COMMAND_SECRET_FILE", env)
@@ -381,11 +400,62 @@ def _command_secret(env: Mapping[str, str], duplicate_ttl: int,
         which = "TWIN_COMMAND_SECRET_FILE" if path else "TWIN_COMMAND_SECRET"
         raise SettingsError(f"{which}: the secret must have at least 16 characters, "
                             "e.g. from `openssl rand -hex 32`")
-    if max_age > duplicate_ttl:
+    out["command_secret"] = secret.encode("utf-8")
+    return out
+
+
+_KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+
+
+def _command_keys(env: Mapping[str, str], admins: tuple[str, ...] | None) -> dict[str, Any]:
+    """``command_keys`` (and their file) of TWIN_COMMAND_KEYS_FILE: one ``name secret`` a
+    line; and the check that TWIN_ADMIN_CLIENTS names such keys."""
+    path = read("TWIN_COMMAND_KEYS_FILE", env)
+    if not path:
+        if admins:
+            raise SettingsError(
+                "TWIN_ADMIN_CLIENTS names orchestrators, which only named keys prove: set "
+                "TWIN_COMMAND_KEYS_FILE with a key for each of them")
+        return {}
+    try:
+        text = Path(path).expanduser().read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"TWIN_COMMAND_KEYS_FILE={path!r}: cannot be read "
+                            f"({getattr(exc, 'strerror', None) or exc})") from None
+    keys: dict[str, bytes] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, _, secret = line.partition(" ")
+        secret = secret.strip()
+        where = f"TWIN_COMMAND_KEYS_FILE={path!r}, line {n}"
+        if not _KEY_NAME.match(name):
+            raise SettingsError(f"{where}: {name[:40]!r} is not a key name (letters, digits, "
+                                "'.', '_', '-', at most 64; then one space and the secret)")
+        if len(secret) < 16:
+            raise SettingsError(f"{where}: the secret of key {name!r} must have at least 16 "
+                                "characters, e.g. from `openssl rand -hex 32`")
+        if name in keys:
+            raise SettingsError(f"{where}: key {name!r} is given twice")
+        keys[name] = secret.encode("utf-8")
+    if not keys:
+        raise SettingsError(f"TWIN_COMMAND_KEYS_FILE={path!r}: the file has no keys")
+    unknown = [a for a in admins or () if a not in keys]
+    if unknown:
+        raise SettingsError(f"TWIN_ADMIN_CLIENTS: {unknown[0]!r} has no key in "
+                            f"TWIN_COMMAND_KEYS_FILE (keys: {', '.join(keys)})")
+    return {"command_keys": keys, "command_keys_file": path}
+
+
+def _signing(env: Mapping[str, str], duplicate_ttl: int, max_age: int,
+             admins: tuple[str, ...] | None) -> dict[str, Any]:
+    """The signing keys, with the check that a replay cannot outlive the duplicate guard."""
+    out = {**_command_secret(env), **_command_keys(env, admins)}
+    if out and max_age > duplicate_ttl:
         raise SettingsError(
             f"TWIN_SIGNATURE_MAX_AGE={max_age}: must not exceed "
             f"TWIN_DUPLICATE_TTL ({duplicate_ttl} s), which keeps a replayed command out")
-    out["command_secret"] = secret.encode("utf-8")
     return out
 
 
@@ -403,7 +473,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         mqtt=mqtt, redis_url=redis_url, redis_ca_file=redis_ca_file,
         redis_password_file=redis_password_file, **values,
-        **_command_secret(env, values["duplicate_ttl"], values["signature_max_age"]),
+        **_signing(env, values["duplicate_ttl"], values["signature_max_age"],
+                   values["admin_clients"]),
         # credentials or TLS files for a default address also mean "this server, not an
         # embedded one" (`twinctl up` starts embedded servers without either)
         mqtt_configured=bool(env.get("TWIN_MQTT_URL", "").strip()) or bool(

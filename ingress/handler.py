@@ -16,11 +16,10 @@ import uuid
 import paho.mqtt.client as mqtt
 
 from common.settings import Settings
-from modellib.errors import CodedError, InvalidArgument
+from modellib.errors import CodedError, InvalidArgument, LimitExceeded
 
 from . import routing, signing
 from .commands import Command, check_fields, parse_command, sniff_id
-from .errors import SignatureRefused
 from .plans import Plan, Planner
 from .policy import Policy
 from .replies import Replies
@@ -37,6 +36,7 @@ class Handler:
         self.policy = policy
         self.planner = planner
         self.replies = replies
+        self.keys = signing.Keys(settings.command_secret, settings.command_keys)
 
     def handle(self, msg: mqtt.MQTTMessage) -> tuple[str | None, str | None, str]:
         """Handle one command message completely (its replies are in the outbox after).
@@ -58,21 +58,24 @@ class Handler:
                         msg.topic)
             return None, None, "retained"
         props = routing.user_properties(msg)
-        command, authentic = self._envelope(msg, props)
-        rid = command.id if isinstance(command, Command) else self._refused_id(msg, command)
+        command, verified = self._envelope(msg, props)
+        if verified is None:
+            # the bytes are not authentic: nothing they say is used (their id, response
+            # topic, correlation data); the refusal goes to this controller's errors topic
+            assert isinstance(command, CodedError)
+            claimed = sniff_id(bytes(msg.payload))
+            self.replies.error_without_id(command, claimed_id=claimed)
+            return claimed, None, command.code
+        rid = command.id if isinstance(command, Command) else command.request_id
         route = routing.response_route(
             msg, self.settings.mqtt_prefix, self.settings.reply_topic(rid) if rid else None)
         reply_to, correlation = route.topic, route.correlation
         if isinstance(command, CodedError):
-            if not authentic:
-                # the bytes are not authentic: never publish where they say (response
-                # topic), only on this controller's own topics
-                reply_to, correlation = None, None
             return self._refuse(msg, command, reply_to, correlation, route.refused)
         command.dup = bool(msg.dup)
         command.reply_to = reply_to
         command.correlation = correlation
-        command.client = routing.client_of(props, reply_to)
+        command.client = self._client(verified, props, reply_to)
         plan = self._plan(command)
         if route.refused:
             plan.fields = {**plan.fields, "warnings": list(route.refused)}
@@ -93,39 +96,59 @@ class Handler:
         plan.then()
         return command.id, command.cmd, outcome
 
-    def _envelope(self, msg: mqtt.MQTTMessage,
-                  props: dict[str, str]) -> tuple[Command | CodedError, bool]:
+    def refuse_unread(self, msg: mqtt.MQTTMessage, why: str) -> tuple[str | None, None, str]:
+        """A command refused before it is read, because its orchestrator has too much
+        waiting (:mod:`ingress.inbox`): ``limit_exceeded`` on its id's reply topic (the
+        id sniffed from its first bytes), or on the errors topic when it has none or
+        when commands must be signed (its bytes are not checked: nothing they say is
+        used)."""
+        rid = sniff_id(bytes(msg.payload))
+        exc = LimitExceeded(why, path="cmd", request_id=rid)
+        if self.keys.on or rid is None:
+            self.replies.error_without_id(exc, claimed_id=rid)
+            return rid, None, exc.code
+        route = routing.response_route(msg, self.settings.mqtt_prefix,
+                                       self.settings.reply_topic(rid))
+        return self._refuse(msg, exc, route.topic, route.correlation, route.refused)
+
+    def _client(self, verified: signing.Verified, props: dict[str, str],
+                reply_to: str | None) -> str:
+        """Who sent it: a named key proves it; otherwise the command says (``client``,
+        else its response topic), and a key's name said without its key is not taken."""
+        if verified.key is not None:
+            return verified.key
+        name = routing.client_of(props, reply_to)
+        return f"unverified:{name}" if name in self.keys.named else name
+
+    def _envelope(self, msg: mqtt.MQTTMessage, props: dict[str, str]
+                  ) -> tuple[Command | CodedError, signing.Verified | None]:
         """The signature (when commands must be signed), the JSON and the envelope: the
-        command or why it is refused, and whether its bytes are authentic."""
-        secret, s = self.settings.command_secret, self.settings
-        authentic = secret is None
+        command or why it is refused, and its verified signature (None: the bytes are
+        not authentic)."""
+        s = self.settings
+        verified: signing.Verified | None = None if self.keys.on else signing.Verified(b"")
         try:
             payload = bytes(msg.payload)
-            if len(payload) <= s.max_command_bytes + 65:  # (too large: parse_command says so)
-                payload = signing.verify(secret, payload,
-                                         props.get(signing.SIGNATURE_PROPERTY))
-                authentic = True
+            if len(payload) <= s.max_command_bytes + 130:  # (too large: parse_command says so)
+                verified = signing.verify(
+                    self.keys, payload, props.get(signing.SIGNATURE_PROPERTY),
+                    topic=str(msg.topic), response_topic=routing.response_topic_of(msg))
+                payload = verified.body
             command = parse_command(payload, max_bytes=s.max_command_bytes,
                                     allowed=self.policy.commands)
-            if secret is not None:
+            if self.keys.on:
                 signing.check_ts(command.ts, max_age=s.signature_max_age,
                                  request_id=command.id)
         except CodedError as exc:
-            return exc, authentic
-        return command, authentic
-
-    @staticmethod
-    def _refused_id(msg: mqtt.MQTTMessage, exc: CodedError) -> str | None:
-        """The request id of a command refused before it was read whole, if readable."""
-        if isinstance(exc, SignatureRefused) and exc.request_id is None:
-            exc.request_id = sniff_id(bytes(msg.payload))
-        return exc.request_id
+            return exc, verified
+        return command, verified
 
     def _refuse(self, msg: mqtt.MQTTMessage, exc: CodedError, reply_to: str | None,
                 correlation: bytes | None,
                 warnings: tuple[str, ...] = ()) -> tuple[str | None, None, str]:
-        """A command refused before its id could be guarded: answered on its id's reply
-        topic if it has a readable id, else on the controller's ``errors`` topic."""
+        """An authentic command refused before its id could be guarded: answered on its
+        id's reply topic if it has a readable id, else on the controller's ``errors``
+        topic."""
         rid = exc.request_id
         fields = {**exc.as_reply(), **({"warnings": list(warnings)} if warnings else {})}
         if rid is None:

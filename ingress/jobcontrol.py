@@ -24,7 +24,7 @@ from .replies import Durable, Replies
 
 __all__ = ["JobControl"]
 
-SHOWN = ("id", "task", "queue", "state", "summary", "started", "worker", "worker_pid",
+SHOWN = ("id", "task", "queue", "state", "summary", "client", "started", "worker", "worker_pid",
          "celery_id", "inputs", "t", "ticks", "rows", "overruns")
 """What ``jobs`` shows of a job."""
 

@@ -2,7 +2,11 @@
 
 - ``TWIN_MAX_ELEMENTS``: elements of one scenario (path ``scenario.elements``);
 - ``TWIN_MAX_STEPS``: output rows of a dynamic run, ticks of a real-time run with a
-  ``time.stop`` (path ``scenario.time.step``);
+  ``time.stop`` (path ``scenario.time.step``), and the solver steps that
+  ``solver.max_step`` imposes on such a run, ``(time.stop - time.start) / max_step``
+  (path ``scenario.solver.max_step``);
+- ``TWIN_MAX_REALTIME_S``: the wall-clock length of a real-time run with a ``time.stop``
+  (path ``scenario.time.stop``; an open-ended one is stopped by its worker then);
 - ``TWIN_MAX_SERIES``: points of one series: an input ``{"t": [...], "v": [...]}``,
   a function argument array (``args.x``, ``scenario.post[i].args.x``), a template
   argument (path: that series).
@@ -16,6 +20,8 @@ the steps on the checked scenario. The jobs of one orchestrator
 from __future__ import annotations
 
 import json
+import math
+import sys
 from typing import Any
 
 from scenario_builder.graph import Scenario
@@ -24,7 +30,8 @@ from scenario_builder.timegrid import row_count, tick_count
 from .errors import LimitExceeded
 
 __all__ = ["check_elements", "check_series", "check_args", "check_steps", "points",
-           "check_result_bytes", "chunk_rows", "check_instance", "BYTES_PER_VALUE"]
+           "check_result_bytes", "chunk_rows", "check_instance", "BYTES_PER_VALUE",
+           "check_max_step", "solver_steps", "check_realtime_length"]
 
 
 def check_elements(scenario: Any, limit: int, path: str = "scenario") -> None:
@@ -170,3 +177,71 @@ def check_steps(scenario: Scenario, limit: int, path: str = "scenario") -> None:
             f"{what}; this controller allows at most {limit} steps in one run "
             "(TWIN_MAX_STEPS): make time.step larger or the run shorter, or split it "
             "into several runs", path=f"{path}.time.step", limit=limit)
+
+
+_EPS = 1e-9
+"""Relative tolerance of a span that is a whole number of ``max_step`` (or of the cap)."""
+
+
+def solver_steps(span: float, max_step: float) -> int:
+    """The fewest solver steps that cover ``span`` with steps of at most ``max_step``
+    (a span beyond counting counts as many as an int can say)."""
+    ratio = span / max_step
+    return math.ceil(ratio - ratio * _EPS) if math.isfinite(ratio) else sys.maxsize
+
+
+def _at_least(x: float) -> str:
+    """``x`` in three significant digits, rounded up (a value that is allowed)."""
+    shown = f"{x:.3g}"
+    if float(shown) < x:
+        shown = f"{float(shown) + 10.0 ** (math.floor(math.log10(float(shown))) - 2):.3g}"
+    return shown
+
+
+def _at_most(x: float) -> str:
+    """``x`` as short as it goes without rounding up."""
+    return f"{x:g}" if float(f"{x:g}") <= x else repr(x)
+
+
+def check_max_step(scenario: Scenario, limit: int, path: str = "scenario") -> None:
+    """The solver steps of a dynamic or real-time run with a ``time.stop`` and a
+    ``solver.max_step``: at least ``(time.stop - time.start) / max_step``, which a tiny
+    ``max_step`` makes hours of work for a command of a few bytes."""
+    time, solver = scenario.time, scenario.solver or {}
+    max_step = solver.get("max_step")
+    if (scenario.mode not in ("dynamic", "realtime") or time is None or max_step is None
+            or time.get("stop") is None):
+        return
+    start, stop, max_step = float(time["start"]), float(time["stop"]), float(max_step)
+    span = stop - start
+    n = solver_steps(span, max_step)
+    if n <= limit:
+        return
+    shown = f"{n}" if n <= 10**15 else f"more than {10**15}"
+    raise LimitExceeded(
+        f"solver.max_step = {max_step:g} s over the run's {span:g} s (time.start {start:g} s "
+        f"to time.stop {stop:g} s) means at least {shown} solver steps; this controller "
+        f"allows at most {limit} steps in one run (TWIN_MAX_STEPS): make solver.max_step "
+        f"at least {_at_least(span / limit)} s for this span, or the run shorter, or split "
+        "it into several runs", path=f"{path}.solver.max_step", limit=limit)
+
+
+def check_realtime_length(scenario: Scenario, cap: int, path: str = "scenario") -> None:
+    """A real-time run with a ``time.stop`` within ``cap`` seconds of wall-clock time
+    (TWIN_MAX_REALTIME_S; 0: no cap). An open-ended run is accepted: its worker stops it
+    after ``cap`` seconds."""
+    time, opts = scenario.time, scenario.realtime
+    if (scenario.mode != "realtime" or not cap or time is None or opts is None
+            or time.get("stop") is None):
+        return
+    start, stop, speed = float(time["start"]), float(time["stop"]), float(opts["speed"])
+    length = (stop - start) / speed
+    if length <= cap * (1 + _EPS):
+        return
+    raise LimitExceeded(
+        f"the real-time run would last {length:g} s of wall-clock time ((time.stop - "
+        f"time.start) / realtime.speed = ({stop:g} - {start:g}) / {speed:g}); this "
+        f"controller runs a real-time run for at most {cap} s (TWIN_MAX_REALTIME_S): make "
+        f"time.stop at most {_at_most(start + cap * speed)} or realtime.speed larger, or "
+        f"split the run into several; an open-ended run (no time.stop) is stopped after "
+        f"{cap} s", path=f"{path}.time.stop", limit=cap)

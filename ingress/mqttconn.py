@@ -208,7 +208,9 @@ class MqttConnection:
         self._on_connected = on_connected
         self.connected = threading.Event()
         self._stopping = False
-        self.publish_acked: Callable[[int], None] | None = None
+        self.publish_acked: Callable[[int, str | None], None] | None = None
+        """called with the mid of each PUBACK, and the broker's reason when it refused
+        the message (MQTT 5: a reason code of 0x80 or more, e.g. "Not authorized")"""
         kwargs: dict[str, Any] = {"client_id": client_id, "protocol": PROTOCOLS[protocol],
                                   "manual_ack": manual_ack}
         if not self.v5:
@@ -356,4 +358,5 @@ class MqttConnection:
         self, client: mqtt.Client, userdata: Any, mid: int, rc: ReasonCode, props: Any
     ) -> None:
         if self.publish_acked is not None:
-            self.publish_acked(mid)
+            refused = getattr(rc, "is_failure", False)
+            self.publish_acked(mid, f"the broker refused it: {rc}" if refused else None)

@@ -102,9 +102,12 @@ class Planner:
             entry = self.jobs.board.waiting(command.id, {
                 "task": job.task.name, "queue": job.queue, "summary": job.kwargs["summary"],
                 "reply_to": job.args[2], "correlation": job.kwargs["correlation"],
+                "client": command.client,
                 **({"inputs": job.kwargs["inputs"]} if "inputs" in job.kwargs else {})})
             return Plan("ack", {"queue": job.queue}, "ack", lambda: self._enqueue(job, command),
                         entry)
+        if command.cmd in ("put_instance", "delete_instance"):
+            self.policy.check_instances(command.client, command.cmd)
         if command.cmd == "put_instance":
             self.policy.check_instance(body["instance"], path="instance")
             limits.check_instance(body["instance"], _id_of(body["instance"]) in self.library,
@@ -121,9 +124,11 @@ class Planner:
             return Plan("result", {"status": "ok", "jobs": self.jobs.jobs()})
         if command.cmd == "stop":
             target = self.jobs.find(body["target"])
+            self.policy.check_steering(command.client, command.cmd, target)
             return Plan("ack", {}, "ack", lambda: self.jobs.stop(command, target))
         if command.cmd == "set":
             target = self.jobs.find(body["target"])
+            self.policy.check_steering(command.client, command.cmd, target)
             values = self.jobs.check_set(target, body["inputs"])
             return Plan("ack", {}, "ack", lambda: self.jobs.set_inputs(command, target, values))
         raise AssertionError(f"no plan for {command.cmd!r}")  # parse_command refused it
@@ -149,7 +154,8 @@ class Planner:
         reply_to, correlation = self._route(command)
         return Job(call_task, queues.SHORT,
                    (command.id, self.settings.controller_id, reply_to, name, args),
-                   {"correlation": correlation, "summary": f"call: {name}"}, {})
+                   {"correlation": correlation, "summary": f"call: {name}",
+                    "client": command.client}, {})
 
     def _run(self, command: Command) -> Job:
         """Check a ``run`` against the libraries, the policy and the limits."""
@@ -164,16 +170,21 @@ class Planner:
         self.policy.check_scenario(scenario, template=template)
         checked = check_scenario(scenario)
         limits.check_steps(checked, s.max_steps)
+        limits.check_max_step(checked, s.max_steps)
+        limits.check_realtime_length(checked, s.max_realtime_s)
         limits.check_result_bytes(checked, s.max_result_bytes, s.max_message_bytes)
         models = sorted({el.cls.name for el in checked.elements.values()})
         summary = f"{checked.mode}: {len(checked.elements)} element(s) {', '.join(models)}"
         reply_to, correlation = self._route(command)
         args = (command.id, s.controller_id, reply_to, checked.to_data())
-        kwargs: dict[str, Any] = {"correlation": correlation, "summary": summary}
+        kwargs: dict[str, Any] = {"correlation": correlation, "summary": summary,
+                                  "client": command.client}
         if checked.mode == "realtime":
             kwargs["inputs"] = settable_inputs(checked)
+            if (checked.time or {}).get("stop") is None and s.max_realtime_s:
+                kwargs["max_wall_s"] = s.max_realtime_s  # stopped by its worker then
             return Job(realtime_task, queues.REALTIME, args, kwargs,
-                       realtime_limits(checked.time, checked.realtime))
+                       realtime_limits(checked.time, checked.realtime, s.max_realtime_s))
         kwargs["max_rows"] = limits.chunk_rows(checked, s.max_result_rows, s.max_message_bytes)
         return Job(run_task, queues.SHORT if checked.mode == "static" else queues.LONG,
                    args, kwargs, {})
@@ -219,13 +230,18 @@ def _id_of(instance: Any) -> str | None:
     return iid if isinstance(iid, str) else None
 
 
-def realtime_limits(time_: dict[str, Any] | None, opts: dict[str, Any] | None) -> dict[str, Any]:
-    """Celery time limits of a real-time run: its length in wall-clock time and a margin;
-    an open-ended run has none (it runs until stopped)."""
+def realtime_limits(time_: dict[str, Any] | None, opts: dict[str, Any] | None,
+                    max_realtime_s: int = 0) -> dict[str, Any]:
+    """Celery time limits of a real-time run: its length in wall-clock time and a margin.
+    An open-ended run lasts at most ``max_realtime_s`` (TWIN_MAX_REALTIME_S: its worker
+    stops it then), and has no limit when that is 0 (it runs until stopped)."""
     assert time_ is not None and opts is not None
-    if time_.get("stop") is None:
+    if time_.get("stop") is not None:
+        length = (float(time_["stop"]) - float(time_["start"])) / float(opts["speed"])
+    elif max_realtime_s:
+        length = float(max_realtime_s)
+    else:
         return {"soft_time_limit": queues.OPEN_ENDED_S,
                 "time_limit": queues.OPEN_ENDED_S + queues.HARD_MARGIN_S}
-    length = (float(time_["stop"]) - float(time_["start"])) / float(opts["speed"])
     soft = int(length * 1.1 + 60)
     return {"soft_time_limit": soft, "time_limit": soft + queues.HARD_MARGIN_S}

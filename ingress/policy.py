@@ -40,6 +40,9 @@ class Policy:
     models: frozenset[str] | None = None
     functions: frozenset[str] | None = None
     modes: frozenset[str] | None = None
+    admins: frozenset[str] | None = None
+    """orchestrators that may change instances and steer any job (None: see
+    :meth:`check_instances` and :meth:`check_steering`)"""
 
     @classmethod
     def from_settings(cls, s: Settings) -> Policy:
@@ -64,7 +67,8 @@ class Policy:
             models=opt("TWIN_ALLOW_MODELS", "model", s.allow_models, model_names()),
             functions=opt("TWIN_ALLOW_FUNCTIONS", "function", s.allow_functions,
                           function_names()),
-            modes=opt("TWIN_ALLOW_MODES", "mode", s.allow_modes, SUPPORTED_MODES))
+            modes=opt("TWIN_ALLOW_MODES", "mode", s.allow_modes, SUPPORTED_MODES),
+            admins=None if s.admin_clients is None else frozenset(s.admin_clients))
 
     # ----- what is allowed, in the registries' order -----------------------------
     def allowed_commands(self) -> list[str]:
@@ -107,6 +111,28 @@ class Policy:
         raise NotPermitted(
             f"mode {mode!r} is not permitted on this controller; its deployment runs: "
             f"{_listed(self.allowed_modes())}", path=path)
+
+    def check_instances(self, client: str, cmd: str) -> None:
+        """``put_instance``/``delete_instance``: anyone's, unless admins are named."""
+        if self.admins is None or client in self.admins:
+            return
+        raise NotPermitted(
+            f"{cmd} changes the instance library, which on this controller only "
+            f"{_listed(sorted(self.admins))} may do (TWIN_ADMIN_CLIENTS); this command comes "
+            f"from {client!r}", path="cmd")
+
+    def check_steering(self, client: str, cmd: str, job: dict[str, Any]) -> None:
+        """``stop``/``set`` of a job: by the orchestrator that started it, or an admin."""
+        owner = job.get("client")
+        if not owner or owner == client or (self.admins is not None
+                                                and client in self.admins):
+            return
+        admins = (f", or by {_listed(sorted(self.admins))} (TWIN_ADMIN_CLIENTS)"
+                  if self.admins else "")
+        raise NotPermitted(
+            f"job {job.get('id')!r} was started by another orchestrator; `{cmd}` of a job is "
+            f"taken only from the orchestrator that started it{admins}; this command comes "
+            f"from {client!r} (docs/protocol.md, 'Who may do what')", path="target")
 
     def check_scenario(self, scenario: Any, *, path: str = "scenario",
                        template: str | None = None) -> None:

@@ -107,6 +107,8 @@ class Publisher:
         # connection was down (paho sends them after the reconnect, but their
         # MQTTMessageInfo never reports "published")
         self._acked_mids: set[int] = set()
+        self._refused_mids: dict[int, str] = {}
+        """mids the broker acknowledged with a refusal (e.g. an ACL), and why"""
         self._to_delete: list[bytes] = []  # acknowledged, not yet deleted (Redis was away)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -114,7 +116,9 @@ class Publisher:
         self.acknowledged = 0
         connection.publish_acked = self._on_puback
 
-    def _on_puback(self, mid: int) -> None:  # paho's network thread
+    def _on_puback(self, mid: int, refused: str | None) -> None:  # paho's network thread
+        if refused is not None:
+            self._refused_mids[mid] = refused
         self._acked_mids.add(mid)
         self._puback.set()
 
@@ -139,6 +143,14 @@ class Publisher:
         """Delete the entries whose PUBACK came; keep the rest in flight."""
         flags = [self._published(info) for info, _ in self._inflight]
         done = [entry for (_, entry), ok in zip(self._inflight, flags, strict=True) if ok]
+        if self._refused_mids:
+            refused = [(entry, self._refused_mids.pop(info.mid)) for (info, entry), ok
+                       in zip(self._inflight, flags, strict=True)
+                       if ok and info.mid in self._refused_mids]
+            self._refused_mids.clear()
+            for entry, why in refused:
+                done.remove(entry)
+                self._refused_by_broker(entry, why)
         if done:
             self._inflight = [item for item, ok in zip(self._inflight, flags, strict=True)
                               if not ok]
@@ -209,6 +221,16 @@ class Publisher:
         self._inflight.append((info, entry_id))
         self.sent += 1
 
+    def _refused_by_broker(self, entry_id: bytes, why: str) -> None:
+        """A reply the broker acknowledged with a refusal (not authorized to publish to
+        its topic, say): dead-lettered like one that cannot be sent, never lost."""
+        try:
+            found: Any = self.redis.xrange(self.stream, entry_id, entry_id)
+            if found:
+                self._dead_letter(entry_id, found[0][1], "not_permitted", why)
+        except redis.RedisError as exc:  # left in the outbox: sent again after a restart
+            log.warning("could not dead-letter a reply the broker refused (%s): %s", why, exc)
+
     def _dead_letter(self, entry_id: bytes, fields: dict[bytes, Any], code: str,
                      why: str) -> None:
         """Move a reply that can never be sent to the dead-letter stream, and answer its
@@ -226,8 +248,9 @@ class Publisher:
         pipe.xdel(self.stream, entry_id)
         pipe.execute()
         self.dead += 1
-        if rid is None or self.reply_topic is None:
-            return
+        if rid is None or self.reply_topic is None or fields[b"t"] == \
+                self.reply_topic(rid).encode():
+            return  # (on the default reply topic already: there is nowhere else)
         what = f"reply seq {seq} ({rtype})" if seq is not None else "a reply"
         self.outbox.put(
             controller=self.controller, request_id=rid, key=f"undeliverable:{seq}",

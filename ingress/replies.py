@@ -84,9 +84,11 @@ class Replies:
             correlation=command.correlation.hex() if command.correlation else None,
             token=token, job=job))
 
-    def error_without_id(self, exc: CodedError) -> None:
-        """An error that no request id can carry: on ``{prefix}/{cid}/errors``."""
-        fields = {"controller": self.cid, "type": "error", **exc.as_reply(), "ts": timestamp()}
+    def error_without_id(self, exc: CodedError, *, claimed_id: str | None = None) -> None:
+        """An error that no request id can carry: on ``{prefix}/{cid}/errors``;
+        ``claimed_id`` is the id a command whose bytes are not authentic claims."""
+        fields = {"controller": self.cid, "type": "error", **exc.as_reply(),
+                  **({"claimed_id": claimed_id} if claimed_id else {}), "ts": timestamp()}
         self.durable("storing an error", lambda: self.outbox.put_plain(
             controller=self.cid, topic=self.settings.topic("errors"), fields=fields))
         log.info("command without a usable id refused: %s", json.dumps(exc.as_reply()))

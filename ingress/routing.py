@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 
 __all__ = ["CLIENT_PROPERTY", "MAX_TOPIC_BYTES", "MAX_TOPIC_LEVELS", "MAX_CORRELATION_BYTES",
-           "Route", "response_route", "confine", "user_properties", "client_of"]
+           "Route", "response_topic_of", "response_route", "confine", "user_properties",
+           "client_of", "claimed_client"]
 
 log = logging.getLogger("twinctl.ingress")
 
@@ -56,15 +57,22 @@ class Route:
     """why a response topic or correlation data given was not used"""
 
 
+def response_topic_of(msg: mqtt.MQTTMessage) -> str | None:
+    """The MQTT 5 response topic of a message as given (not yet confined), or None."""
+    props = getattr(msg, "properties", None)
+    topic = getattr(props, "ResponseTopic", None) if props is not None else None
+    return str(topic) if topic else None
+
+
 def response_route(msg: mqtt.MQTTMessage, prefix: str, own: str | None) -> Route:
     """The response topic and correlation data of a command, each used only if it is
     confined; ``own`` is the request's own reply topic (None: the id is not known)."""
     props = getattr(msg, "properties", None)
-    topic = getattr(props, "ResponseTopic", None) if props is not None else None
+    topic = response_topic_of(msg)
     corr = getattr(props, "CorrelationData", None) if props is not None else None
     refused: list[str] = []
     if topic:
-        why = confine(str(topic), prefix, own)
+        why = confine(topic, prefix, own)
         if why is not None:
             log.warning("response topic %r refused: %s", str(topic)[:80], why)
             refused.append(f"the response topic was not used ({why}); the replies go to "
@@ -107,6 +115,23 @@ def user_properties(msg: mqtt.MQTTMessage) -> dict[str, str]:
         if isinstance(item, tuple) and len(item) == 2:
             out.setdefault(str(item[0]), str(item[1]))
     return out
+
+
+def claimed_client(msg: mqtt.MQTTMessage) -> str:
+    """The orchestrator a message says it comes from, read cheaply before anything is
+    checked (the inbox's fairness): the key named by its signature, else as
+    :func:`client_of` says. Checked later: a wrong claim only shares the claimed
+    orchestrator's queue, it gets nothing run."""
+    props = user_properties(msg)
+    signature = props.get("signature")
+    head = signature.encode("utf-8", "replace") if signature else bytes(msg.payload[:66])
+    key, colon, _ = head.partition(b":")
+    if colon and _KEY.match(key):
+        return key.decode("ascii")
+    return client_of(props, response_topic_of(msg))
+
+
+_KEY = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 
 def client_of(props: dict[str, str], reply_to: str | None) -> str:

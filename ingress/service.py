@@ -1,9 +1,11 @@
 """The ingress process: MQTT commands in, errors and acks out, valid work onto Celery.
 
 One :class:`Ingress` per controller owns the MQTT connections and the threads.
-paho's network thread only queues each command message; one handler thread
-handles it (:class:`ingress.handler.Handler`: size → signature → JSON → envelope
-→ fields → plan → duplicate-id guard and first reply → action), and the command
+paho's network thread only queues each command message, in its orchestrator's
+queue of the fair, bounded inbox (:mod:`ingress.inbox`); one handler thread takes
+them round robin and handles each (:class:`ingress.handler.Handler`: size →
+signature → JSON → envelope → fields → plan → duplicate-id guard and first reply →
+action), and the command
 is acknowledged to the broker (manual QoS 1 ack) only when handled, so a command
 the ingress received but had not handled when it died is delivered again.
 
@@ -14,6 +16,7 @@ Every reply, errors included, goes through the Redis outbox and is sent by the
 :class:`ingress.publisher.Publisher` running in this process, on its connection.
 
 The parts, one module each: :mod:`~ingress.handler` (one command),
+:mod:`~ingress.inbox` (waiting commands, fair between orchestrators),
 :mod:`~ingress.plans` (what each command does), :mod:`~ingress.admission`
 (refusing work when full), :mod:`~ingress.jobcontrol` (``jobs``, ``stop``, ``set``),
 :mod:`~ingress.routing` (response topics and clients), :mod:`~ingress.replies`
@@ -23,7 +26,6 @@ The parts, one module each: :mod:`~ingress.handler` (one command),
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 
@@ -38,6 +40,7 @@ from tasks.outbox import Outbox
 
 from .admission import Admission
 from .handler import Handler
+from .inbox import RECEIVE_MAXIMUM, SMALL, Inbox, Item
 from .jobcontrol import JobControl
 from .monitor import Monitor, status_message
 from .mqttconn import MqttConnection, Will, negotiate_protocol
@@ -45,18 +48,11 @@ from .plans import Planner
 from .policy import Policy
 from .publisher import Publisher
 from .replies import Durable, Replies
+from .routing import claimed_client
 
 __all__ = ["Ingress"]
 
 log = logging.getLogger("twinctl.ingress")
-
-INBOX_QOS1 = 100
-"""QoS 1 commands the broker may hand over before the first is acknowledged (MQTT 5
-receive maximum): a flood waits at the broker, in its session, not in our memory."""
-INBOX_QOS0 = 1_000
-INBOX_BYTES = 64 << 20
-"""QoS 0 commands are dropped while this many, or this many bytes, wait to be handled."""
-
 
 class Ingress:
     """The MQTT front of one controller."""
@@ -82,15 +78,12 @@ class Ingress:
         self.handler = Handler(settings, self.policy, self.planner, self.replies)
         self.monitor = Monitor(settings, self.redis, self.board, self.admission, self.replies,
                                self._stop, self._publish_status)
-        self._inbox: queue.Queue[tuple[MqttConnection, mqtt.MQTTMessage] | None] = queue.Queue()
+        self.inbox = Inbox()
         self.conn: MqttConnection | None = None
         self.group_conn: MqttConnection | None = None
         self.publisher: Publisher | None = None
         self.handled = 0
-        self.dropped = 0
-        """QoS 0 commands dropped because the inbox was full"""
-        self._inbox_lock = threading.Lock()
-        self._inbox_bytes = 0
+        self._count_lock = threading.Lock()
         self._dropped_said = 0.0
 
     # ----- lifecycle ------------------------------------------------------
@@ -108,7 +101,7 @@ class Ingress:
             on_connected=lambda session_present: self._publish_status(),
             manual_ack=True,
             retained=False,  # a retained message is never a command
-            receive_maximum=INBOX_QOS1,
+            receive_maximum=RECEIVE_MAXIMUM,
         )
         if self.protocol == "5":
             # The group's shared subscription has a session of its own that ends with
@@ -125,13 +118,18 @@ class Ingress:
                 on_message=lambda msg: self._receive(group, msg),
                 manual_ack=True,
                 retained=False,
-                receive_maximum=INBOX_QOS1,
+                receive_maximum=RECEIVE_MAXIMUM,
             )
         self.publisher = Publisher(client=self.redis, connection=self.conn, controller=self.cid,
                                    reply_topic=self.settings.reply_topic, outbox=self.outbox)
-        self._handler = threading.Thread(target=self._handle_loop, name="ingress-handler",
-                                         daemon=True)
-        self._handler.start()
+        # one handler for any command, one for small ones (a ping is not kept behind
+        # the check of a 1 MB run); each orchestrator's commands are handled in order
+        self._handlers = [
+            threading.Thread(target=self._handle_loop, args=(largest,), daemon=True,
+                             name=f"ingress-handler-{'small' if largest else 'any'}")
+            for largest in (None, SMALL)]
+        for thread in self._handlers:
+            thread.start()
         self.monitor.start()
         self.publisher.start()
         self.conn.start()
@@ -142,7 +140,7 @@ class Ingress:
 
     def stop(self) -> None:
         self._stop.set()
-        self._inbox.put(None)
+        self.inbox.close()
         if self.publisher is not None:
             self.publisher.wait_idle(3.0)
             self.publisher.stop()
@@ -174,47 +172,52 @@ class Ingress:
                               retain=True)
 
     # ----- the inbox and the handler thread ---------------------------------------
-    def _receive(self, conn: MqttConnection, msg: mqtt.MQTTMessage) -> None:
-        """paho's network thread: queue a command for the handler. The inbox is bounded:
-        QoS 1 commands by the broker's receive maximum (it sends no more until we
-        acknowledge), QoS 0 ones, which nothing else bounds, are dropped beyond
-        :data:`INBOX_QOS0` or :data:`INBOX_BYTES` waiting (counted, and logged every 5 s)."""
-        size = len(msg.payload)
-        with self._inbox_lock:
-            full = self._inbox_bytes + size > INBOX_BYTES or self._inbox.qsize() >= INBOX_QOS0
-            if msg.qos == 0 and full:
-                self.dropped += 1
-                now = time.monotonic()
-                if now - self._dropped_said >= 5.0:
-                    log.warning("inbox full: %d QoS 0 command(s) dropped so far (a flood?); "
-                                "QoS 1 commands are never dropped", self.dropped)
-                    self._dropped_said = now
-                return
-            self._inbox_bytes += size
-        self._inbox.put((conn, msg))
+    @property
+    def dropped(self) -> int:
+        """QoS 0 commands dropped because their orchestrator had too much waiting."""
+        return self.inbox.dropped
 
-    def _handle_loop(self) -> None:
+    def _receive(self, conn: MqttConnection, msg: mqtt.MQTTMessage) -> None:
+        """paho's network thread: queue a command for the handler, in its orchestrator's
+        queue of the fair, bounded inbox (:mod:`ingress.inbox`): beyond its bounds a
+        QoS 1 command is refused unread, a QoS 0 one dropped (counted, logged every 5 s)."""
+        item = Item(conn, msg, claimed_client(msg), len(msg.payload))
+        if self.inbox.put(item, qos=msg.qos) == "dropped":
+            now = time.monotonic()
+            if now - self._dropped_said >= 5.0:
+                log.warning("inbox full: %d QoS 0 command(s) dropped so far (a flood?); "
+                            "QoS 1 commands are refused with an answer, never dropped",
+                            self.inbox.dropped)
+                self._dropped_said = now
+
+    def _handle_loop(self, largest: int | None) -> None:
         while True:
-            item = self._inbox.get()
+            item = self.inbox.get(largest=largest)
             if item is None or self._stop.is_set():
                 return
-            conn, msg = item
-            with self._inbox_lock:
-                self._inbox_bytes -= len(msg.payload)
-            started = time.perf_counter()
-            rid: str | None = None
-            cmd: str | None = None
-            outcome = "failed"  # handle() raised: see the exception logged just before
             try:
-                rid, cmd, outcome = self.handler.handle(msg)
-            except Exception:  # noqa: BLE001  (no input may kill the ingress)
-                log.exception("could not handle a command on %s", msg.topic)
+                self._handle_one(item)
             finally:
-                if msg.qos > 0:
-                    conn.ack(msg.mid, msg.qos)
+                self.inbox.done(item)
+
+    def _handle_one(self, item: Item) -> None:
+        conn, msg = item.conn, item.msg
+        started = time.perf_counter()
+        rid: str | None = None
+        cmd: str | None = None
+        outcome = "failed"  # handle() raised: see the exception logged just before
+        try:
+            rid, cmd, outcome = (self.handler.handle(msg) if item.refused is None else
+                                 self.handler.refuse_unread(msg, item.refused))
+        except Exception:  # noqa: BLE001  (no input may kill the ingress)
+            log.exception("could not handle a command on %s", msg.topic)
+        finally:
+            if msg.qos > 0:
+                conn.ack(msg.mid, msg.qos)
+        with self._count_lock:
             self.handled += 1
-            ms = round((time.perf_counter() - started) * 1000, 2)
-            # one line per command; with TWIN_LOG_FORMAT=json the extra are fields
-            log.info("request %s %s: %s in %.2f ms", rid or "-", cmd or "-", outcome, ms,
-                     extra={"request_id": rid, "cmd": cmd, "outcome": outcome,
-                            "duration_ms": ms})
+        ms = round((time.perf_counter() - started) * 1000, 2)
+        # one line per command; with TWIN_LOG_FORMAT=json the extra are fields
+        log.info("request %s %s: %s in %.2f ms", rid or "-", cmd or "-", outcome, ms,
+                 extra={"request_id": rid, "cmd": cmd, "outcome": outcome,
+                        "duration_ms": ms})

@@ -1,21 +1,32 @@
-"""Signed commands: an HMAC-SHA256 of the exact bytes sent, checked before anything else.
+"""Signed commands: an HMAC-SHA256 that binds a command's bytes to where it was sent
+and where its replies go, checked before anything else.
 
-With a secret set (``TWIN_COMMAND_SECRET`` or ``TWIN_COMMAND_SECRET_FILE``) every
-command must be signed, in one of two places:
+With a secret set (``TWIN_COMMAND_SECRET`` / ``TWIN_COMMAND_SECRET_FILE``, one key
+without a name) or named keys (``TWIN_COMMAND_KEYS_FILE``, one orchestrator a key),
+every command must be signed. What is signed is the *signing string*::
 
-- **MQTT 5**: the user property ``signature`` holds ``hex(HMAC-SHA256(secret, payload))``
-  of the whole payload, exactly the bytes published;
+    <command topic> LF <response topic, or nothing> LF <the command's JSON bytes>
+
+(LF is one byte 0x0A; the topics in UTF-8, exactly as published). So a signed
+command is valid only on the topic it was published to (this controller's, or its
+group's) and only with the response topic it was sent with: replayed to another
+controller, or with a response topic of the attacker's, it no longer matches.
+No JSON canonicalization is needed: the signer signs the bytes it sends.
+
+The signature, ``[<key name>:]<64 hex digits>``, goes in one of two places:
+
+- **MQTT 5**: the user property ``signature``; the JSON is the whole payload;
 - **any protocol** (MQTT 3.1.1 has no user properties): the payload is
-  ``<64 hex digits> <command JSON>`` — the signature, one space, then the JSON
-  command; the signature is over the bytes after the space.
+  ``[<key name>:]<64 hex digits> <command JSON>``, the JSON after the one space.
 
-No JSON canonicalization is needed: the signer signs the bytes it sends. A signed
-command must also carry ``ts``, the time it was sent (ISO 8601 with a time zone,
-or unix seconds), within ``TWIN_SIGNATURE_MAX_AGE`` of the controller's clock; a
-replay inside that window is refused by the duplicate-id guard (ids are
-remembered for ``TWIN_DUPLICATE_TTL``, which is longer).
+A named key names the orchestrator (its jobs, its limits, who may stop them): a
+name proven by the key, which no other client can take. A signed command must also
+carry ``ts``, the time it was sent (ISO 8601 with a time zone, or unix seconds),
+at most ``TWIN_SIGNATURE_MAX_AGE`` old and :data:`FUTURE_SKEW_S` ahead of the
+controller's clock; a replay inside that window is refused by the duplicate-id
+guard (ids are remembered for ``TWIN_DUPLICATE_TTL``, which is longer).
 
-Without a secret, a ``signature`` property is ignored and a signature prefix is
+Without keys, a ``signature`` property is ignored and a signature prefix is
 stripped: a client that signs can talk to a controller that does not check.
 
 The module has no I/O and no heavy imports: clients use :func:`sign_command`.
@@ -29,13 +40,16 @@ import json
 import math
 import re
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from .errors import SignatureRefused
 
-__all__ = ["SIGNATURE_PROPERTY", "sign", "signed_payload", "sign_command", "split_signature",
-           "verify", "check_ts"]
+__all__ = ["SIGNATURE_PROPERTY", "KEY_NAME_RE", "Keys", "Verified", "signing_string", "sign",
+           "signature_of", "signed_payload", "sign_command", "split_signature", "verify",
+           "check_ts"]
 
 SIGNATURE_PROPERTY = "signature"
 """The MQTT 5 user property that carries the signature."""
@@ -43,48 +57,107 @@ SIGNATURE_PROPERTY = "signature"
 FUTURE_SKEW_S = 30.0
 """How far ahead of the controller's clock a signed command's ``ts`` may be."""
 
-_HEX64 = re.compile(rb"^[0-9A-Fa-f]{64}\Z")
-_HOW = ("put hex(HMAC-SHA256(secret, payload bytes)) in the MQTT 5 user property "
-        "'signature', or send '<64 hex digits> <command JSON>' (the signature of the "
-        "JSON's bytes, one space, the JSON)")
+KEY_NAME_RE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+"""A key's name: it names the orchestrator that holds the key."""
+
+_SIGNATURE = re.compile(rb"^(?:(" + KEY_NAME_RE.encode() + rb"):)?([0-9A-Fa-f]{64})\Z")
+_PREFIX = re.compile(rb"^((?:" + KEY_NAME_RE.encode() + rb":)?[0-9A-Fa-f]{64}) ")
+_HOW = ("sign '<command topic>\\n<response topic or nothing>\\n<command JSON>' with "
+        "HMAC-SHA256 and put '[<key name>:]<64 hex digits>' in the MQTT 5 user property "
+        "'signature', or send '[<key name>:]<64 hex digits> <command JSON>' "
+        "(docs/protocol.md, 'Signed commands')")
 
 
-def sign(secret: bytes, payload: bytes) -> str:
-    """The signature of ``payload``: HMAC-SHA256 with ``secret``, 64 lowercase hex digits."""
-    return hmac.new(secret, payload, hashlib.sha256).hexdigest()
+@dataclass(frozen=True)
+class Keys:
+    """The keys commands may be signed with: one without a name, and named ones."""
+
+    unnamed: bytes | None = field(default=None, repr=False)
+    named: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+
+    @property
+    def on(self) -> bool:
+        """Whether commands must be signed."""
+        return self.unnamed is not None or bool(self.named)
 
 
-def signed_payload(secret: bytes, payload: bytes) -> bytes:
-    """``payload`` in the form any MQTT version can carry: ``<signature> <payload>``."""
-    return sign(secret, payload).encode("ascii") + b" " + payload
+@dataclass(frozen=True)
+class Verified:
+    """A command whose signature was checked (or not needed)."""
+
+    body: bytes
+    """the command's JSON bytes"""
+    key: str | None = None
+    """the name of the key it was signed with (None: the unnamed one, or unsigned)"""
 
 
-def sign_command(secret: bytes, command: dict[str, Any], *, now: float | None = None) -> bytes:
-    """A command ready to publish to a controller that checks signatures: ``ts`` added
-    when missing (unix seconds), encoded as JSON, in the ``<signature> <json>`` form."""
+def signing_string(payload: bytes, *, topic: str, response_topic: str | None = None) -> bytes:
+    """What is signed: the command topic, the response topic (or nothing), the JSON bytes."""
+    return (topic.encode("utf-8") + b"\n" + (response_topic or "").encode("utf-8") + b"\n"
+            + payload)
+
+
+def sign(secret: bytes, payload: bytes, *, topic: str, response_topic: str | None = None) -> str:
+    """The HMAC-SHA256 of the signing string of ``payload``, 64 lowercase hex digits."""
+    return hmac.new(secret, signing_string(payload, topic=topic, response_topic=response_topic),
+                    hashlib.sha256).hexdigest()
+
+
+def signature_of(secret: bytes, payload: bytes, *, topic: str,
+                 response_topic: str | None = None, key: str | None = None) -> str:
+    """The signature as carried: ``[<key>:]<hex>``."""
+    digest = sign(secret, payload, topic=topic, response_topic=response_topic)
+    return f"{key}:{digest}" if key else digest
+
+
+def signed_payload(secret: bytes, payload: bytes, *, topic: str,
+                   response_topic: str | None = None, key: str | None = None) -> bytes:
+    """``payload`` in the form any MQTT version can carry: ``[<key>:]<hex> <payload>``."""
+    return (signature_of(secret, payload, topic=topic, response_topic=response_topic,
+                         key=key).encode("ascii") + b" " + payload)
+
+
+def sign_command(secret: bytes, command: dict[str, Any], *, topic: str,
+                 response_topic: str | None = None, key: str | None = None,
+                 now: float | None = None) -> bytes:
+    """A command ready to publish on ``topic`` to a controller that checks signatures:
+    ``ts`` added when missing (unix seconds), encoded as JSON, in the prefix form."""
     body = dict(command)
     body.setdefault("ts", round(time.time() if now is None else now, 3))
-    return signed_payload(secret, json.dumps(body).encode("utf-8"))
+    return signed_payload(secret, json.dumps(body).encode("utf-8"), topic=topic,
+                          response_topic=response_topic, key=key)
 
 
 def split_signature(payload: bytes) -> tuple[str | None, bytes]:
-    """``(signature, command bytes)`` of a payload in the ``<signature> <json>`` form;
-    ``(None, payload)`` for any other payload (a JSON command starts with ``{``)."""
-    if len(payload) > 64 and payload[64:65] == b" " and _HEX64.match(payload[:64]):
-        return payload[:64].decode("ascii").lower(), payload[65:]
-    return None, payload
+    """``(signature, command bytes)`` of a payload in the prefix form; ``(None, payload)``
+    for any other payload (a JSON command starts with ``{``)."""
+    found = _PREFIX.match(payload[:130])
+    if found is None:
+        return None, payload
+    return found.group(1).decode("ascii"), payload[found.end():]
 
 
-def verify(secret: bytes | None, payload: bytes, prop: str | None) -> bytes:
-    """Check the signature of one command message; return the command's JSON bytes.
+def _parse_signature(text: str) -> tuple[str | None, str]:
+    found = _SIGNATURE.match(text.strip().encode("utf-8", "replace"))
+    if found is None:
+        raise SignatureRefused(
+            f"the signature must be '[<key name>:]<64 hex digits>' (HMAC-SHA256), got "
+            f"{len(text)} characters {text[:16]!r}{'…' if len(text) > 16 else ''}")
+    name = found.group(1)
+    return (name.decode("ascii") if name else None), found.group(2).decode("ascii").lower()
+
+
+def verify(keys: Keys, payload: bytes, prop: str | None, *, topic: str,
+           response_topic: str | None = None) -> Verified:
+    """Check the signature of one command message published on ``topic``.
 
     ``prop`` is the ``signature`` user property (MQTT 5), if any. Raises
-    :class:`SignatureRefused` (``not_permitted``, path ``signature``) when a
-    ``secret`` is set and the command is unsigned or its signature does not match.
+    :class:`SignatureRefused` (``not_permitted``, path ``signature``) when keys are set
+    and the command is unsigned, names an unknown key, or its signature does not match.
     """
     prefixed, body = split_signature(payload)
-    if secret is None:
-        return body
+    if not keys.on:
+        return Verified(body)
     if prefixed is not None and prop is not None:
         raise SignatureRefused(
             "the command is signed twice (a 'signature' user property and a signature "
@@ -93,23 +166,30 @@ def verify(secret: bytes | None, payload: bytes, prop: str | None) -> bytes:
         raise SignatureRefused(
             f"this controller accepts signed commands only and this one carries no "
             f"signature: {_HOW}")
-    if prop is not None:
-        given, signed = prop.strip(), payload
-        if not _HEX64.match(given.encode("ascii", "replace")):
+    name, given = _parse_signature(prop if prop is not None else str(prefixed))
+    signed = payload if prop is not None else body
+    if name is None:
+        secret = keys.unnamed
+        if secret is None:
             raise SignatureRefused(
-                f"the 'signature' user property must be 64 hex digits (HMAC-SHA256), got "
-                f"{len(given)} characters {given[:16]!r}{'…' if len(given) > 16 else ''}")
-        given = given.lower()
+                "the signature names no key and this controller has named keys only: "
+                "sign with your key and send '<key name>:<64 hex digits>'")
     else:
-        assert prefixed is not None
-        given, signed = prefixed, body
-    if not hmac.compare_digest(sign(secret, signed), given):
-        where = "of the whole payload" if prop is not None else "of the bytes after the space"
+        secret = keys.named.get(name)
+        if secret is None:
+            raise SignatureRefused(
+                f"the signature names key {name!r}, which this controller does not have "
+                "(TWIN_COMMAND_KEYS_FILE): use the name your key was given")
+    if not hmac.compare_digest(sign(secret, signed, topic=topic,
+                                    response_topic=response_topic), given):
+        where = "the whole payload" if prop is not None else "the bytes after the space"
         raise SignatureRefused(
-            f"the signature does not match the command: sign the exact bytes sent ({where}) "
-            "with HMAC-SHA256 and this controller's secret (TWIN_COMMAND_SECRET); a command "
-            "changed in transit, or signed with another secret, is refused")
-    return body
+            f"the signature does not match the command: sign '{topic}\\n"
+            f"{response_topic or ''}\\n' followed by {where} with HMAC-SHA256 and "
+            f"{'key ' + repr(name) if name else 'this controller' + chr(39) + 's secret'}; a "
+            "command changed in transit, sent to another controller or with another "
+            "response topic than it was signed for, or signed with another key, is refused")
+    return Verified(body, name)
 
 
 def _parse_ts(value: Any) -> float | None:

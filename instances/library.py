@@ -13,6 +13,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,10 @@ class InstanceLibrary:
                 _write_atomically(self.folder / source.name, source.read_bytes())
         self._items: dict[str, Instance] = {}
         self._files: dict[str, Path] = {}
+        self._lock = threading.Lock()
+        """serializes changes; readers use the dictionaries, which are replaced, never
+        changed in place (copy on write), so a reader in another thread sees one whole
+        version"""
         self.reload()
 
     def reload(self) -> None:
@@ -142,21 +147,24 @@ class InstanceLibrary:
     def put(self, data: Any, *, path: str = "instance") -> tuple[Instance, bool]:
         """Check and store an instance (new or replacing one); return it and whether it is new."""
         inst = _instance_from(data, path)
-        target = self._files.get(inst.id, self.folder / f"{inst.id}.json")
-        body = json.dumps(inst.describe(), indent=2, ensure_ascii=False) + "\n"
-        _write_atomically(target, body.encode("utf-8"))
-        created = inst.id not in self._items
-        self._items[inst.id] = inst
-        self._files[inst.id] = target
+        with self._lock:
+            target = self._files.get(inst.id, self.folder / f"{inst.id}.json")
+            body = json.dumps(inst.describe(), indent=2, ensure_ascii=False) + "\n"
+            _write_atomically(target, body.encode("utf-8"))
+            created = inst.id not in self._items
+            self._files = {**self._files, inst.id: target}
+            self._items = {**self._items, inst.id: inst}
         return inst, created
 
     def delete(self, iid: str, *, path: str = "instance_id") -> Instance:
         """Remove an instance and its file."""
-        inst = self.get(iid, path=path)
-        target = self._files.pop(iid)
-        target.unlink(missing_ok=True)
-        _sync_folder(target.parent)
-        del self._items[iid]
+        with self._lock:
+            inst = self.get(iid, path=path)
+            target = self._files[iid]
+            target.unlink(missing_ok=True)
+            _sync_folder(target.parent)
+            self._items = {k: v for k, v in self._items.items() if k != iid}
+            self._files = {k: v for k, v in self._files.items() if k != iid}
         return inst
 
     def __contains__(self, iid: object) -> bool:
@@ -166,9 +174,10 @@ class InstanceLibrary:
         return len(self._items)
 
     def get(self, iid: str, *, path: str | None = None) -> Instance:
-        if iid not in self._items:
-            raise UnknownInstance(iid, self._items, path=path)
-        return self._items[iid]
+        items = self._items
+        if iid not in items:
+            raise UnknownInstance(iid, items, path=path)
+        return items[iid]
 
     def describe(self) -> dict[str, dict[str, Any]]:
         return {iid: inst.describe() for iid, inst in sorted(self._items.items())}

@@ -127,10 +127,15 @@ def _stats(c: _Counters, lat: LatenessStats, period: float, tolerance: float,
 
 
 def run_realtime(sc: Scenario, steering: Steering, *,
+                 max_wall_s: float | None = None,
                  clock: Callable[[], float] = _time.monotonic,
                  sleep: Callable[[float], None] = _time.sleep) -> dict[str, Any]:
     """Run ``sc`` in real time until ``time.stop`` or a stop request; return the fields
-    of the final ``result`` (``status`` ``completed`` or ``stopped``, ``stats``)."""
+    of the final ``result`` (``status`` ``completed`` or ``stopped``, ``stats``).
+
+    ``max_wall_s``: the most wall-clock seconds the run lasts. No tick released at or
+    after that time, or starting after it (a loop that fell behind), is run: the run
+    ends there as a stop request ends it, and the result says ``"capped": true``."""
     assert sc.time is not None and sc.realtime is not None
     opts = sc.realtime
     start, step = float(sc.time["start"]), float(sc.time["step"])
@@ -171,12 +176,17 @@ def run_realtime(sc: Scenario, steering: Steering, *,
             c.inputs_set += 1
 
     status = "completed"
+    capped = False
     k = 0
     w0 = clock()
+    end = math.inf if max_wall_s is None else w0 + max_wall_s
     try:
         while True:
             release = w0 + k * period
             now = clock()
+            if max(release, now) >= end:
+                status, capped = "stopped", True
+                break
             if now < release:
                 sleep(release - now)
                 now = clock()
@@ -222,5 +232,6 @@ def run_realtime(sc: Scenario, steering: Steering, *,
     finally:
         flush()  # the last rows go out whatever ends the run
     return {"status": status, "rows": c.rows, "chunks": c.chunks,
+            **({"capped": True} if capped else {}),
             "stats": {**_stats(c, lat, period, tolerance, policy), **march.stats(),
                       "lateness_histogram": lat.histogram()}}

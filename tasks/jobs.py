@@ -139,7 +139,8 @@ def timeout_message(task: str, limit: float, *, killed: float | None = None) -> 
     if task == REALTIME_RUN:
         what = (f"the real-time run was still going {limit:g} s after it started, its time "
                 "limit (its length in wall-clock time, (time.stop - time.start) / "
-                "realtime.speed, plus 10 % and 60 s)")
+                "realtime.speed or TWIN_MAX_REALTIME_S for an open-ended run, plus 10 % "
+                "and 60 s)")
         fix = ("Its ticks took longer than their period: make time.step larger or "
                "realtime.speed smaller (or leave time.stop out and end the run with `stop`)")
     else:
@@ -155,6 +156,14 @@ def timeout_message(task: str, limit: float, *, killed: float | None = None) -> 
     stopped = (f"it did not stop at that limit, so its worker process was killed at "
                f"{killed:g} s" if killed is not None else "it was stopped")
     return f"{what}: {stopped}. {fix}."
+
+
+def capped_message(cap: float) -> str:
+    """What the final reply of an open-ended real-time run stopped at the cap says."""
+    return (f"the open-ended real-time run reached TWIN_MAX_REALTIME_S = {cap:g} s of "
+            "wall-clock time, the longest real-time run this controller allows, and was "
+            "stopped there (its last tick before that time): start a new run to go on, or "
+            "ask the controller's operator to raise TWIN_MAX_REALTIME_S")
 
 
 @signals.task_failure.connect(weak=False)
@@ -232,11 +241,13 @@ def run(
     correlation: str | None = None,
     summary: str = "",
     max_rows: int = 10_000,
+    client: str = "",
 ) -> str:
     """Run ``scenario`` for request ``request_id`` of ``controller``; reply via the outbox.
 
     ``summary`` only tells people (Flower) what the scenario is; ``max_rows`` is the
-    deployment's ``TWIN_MAX_RESULT_ROWS``.
+    deployment's ``TWIN_MAX_RESULT_ROWS``; ``client`` the orchestrator that sent it
+    (who may steer it).
     """
     def compute() -> dict[str, Any]:
         board = _board(controller)
@@ -246,7 +257,7 @@ def run(
 
     return _answer(compute, request_id=request_id, controller=controller, reply_to=reply_to,
                    correlation=correlation,
-                   info=_info(self, RUN, summary, reply_to, correlation))
+                   info=_info(self, RUN, summary, reply_to, correlation, client))
 
 
 @app.task(name=CALL, **_RETRY)
@@ -259,6 +270,7 @@ def call(
     args: dict[str, Any],
     correlation: str | None = None,
     summary: str = "",
+    client: str = "",
 ) -> str:
     """Run one function of the function library on ``args``; reply via the outbox.
 
@@ -268,17 +280,18 @@ def call(
                    request_id=request_id, controller=controller, reply_to=reply_to,
                    correlation=correlation,
                    info=_info(self, CALL, summary or f"call: {function}", reply_to,
-                              correlation))
+                              correlation, client))
 
 
 def _info(task: Any, name: str, summary: str, reply_to: str,
-          correlation: str | None) -> dict[str, Any]:
+          correlation: str | None, client: str) -> dict[str, Any]:
     """What ``jobs`` shows of a running job, and where the ingress answers it if its
     worker is lost."""
     return {"task": name, "queue": task.request.delivery_info.get("routing_key") or "",
             "summary": summary, "celery_id": task.request.id,
             "worker": task.request.hostname or "", "worker_pid": os.getpid(),
-            "reply_to": reply_to, "correlation": correlation}
+            "reply_to": reply_to, "correlation": correlation,
+            **({"client": client} if client else {})}
 
 
 @app.task(name=REALTIME_RUN, bind=True, acks_late=False, reject_on_worker_lost=False,
@@ -292,17 +305,21 @@ def realtime(
     correlation: str | None = None,
     summary: str = "",
     inputs: list[str] | None = None,
+    client: str = "",
+    max_wall_s: float | None = None,
 ) -> str:
     """Run a real-time ``scenario`` until its ``time.stop`` or a ``stop`` command.
 
     ``inputs``: its settable inputs, as the ingress found them (``set`` of the job while
     it waits checks against them); the worker lists them again from its own check.
+    ``max_wall_s``: the deployment's ``TWIN_MAX_REALTIME_S`` for an open-ended run, which
+    ends ``stopped`` then (the ingress set the task's time limits from it).
 
     Acknowledged when it starts, and never run again by Celery: re-running would
     replay simulated time the plant has already lived through. If its worker
     dies, the ingress notices the missing heartbeat and answers ``runtime_error``.
     """
-    info = _info(self, REALTIME_RUN, summary, reply_to, correlation)
+    info = _info(self, REALTIME_RUN, summary, reply_to, correlation, client)
     try:
         sc = check_scenario(scenario)  # (checked by the ingress too: this cannot fail there)
     except CodedError as exc:
@@ -322,8 +339,11 @@ def realtime(
                                  correlation=correlation, info=info)
         try:
             with realtime_priority() as priority:
-                result = run_realtime(sc, steering)
+                result = run_realtime(sc, steering, max_wall_s=max_wall_s)
             result["stats"]["priority"] = priority
+            if result.pop("capped", False):
+                result.update(stopped_by="TWIN_MAX_REALTIME_S", limit=max_wall_s,
+                              message=capped_message(max_wall_s or 0))
             return result
         finally:
             steering.close()

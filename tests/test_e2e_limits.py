@@ -169,8 +169,11 @@ def test_elements_steps_and_series_above_the_limits(orch: Orchestrator) -> None:
     assert (err["code"], err["path"]) == ("limit_exceeded", "scenario.post[0].args.x")
 
 
-SLOW = {"solver": {"max_step": 1e-4}, "time": {"start": 0, "stop": 1e5, "step": 1000}}
-"""A FirstOrderLag over 1e5 s with solver steps of 1e-4 s: 1e9 steps, hours of work."""
+SLOW = {"elements": {"lag": {"model": "FirstOrderLag", "params": {"time_constant": 1e-6}}},
+        "time": {"start": 0, "stop": 1e5, "step": 1000}}
+"""A stiff FirstOrderLag (a time constant of 1 µs) over 1e5 s: the explicit solver's steps
+stay near the time constant, about 3e10 of them, hours of work (a tiny solver.max_step
+would be refused, TWIN_MAX_STEPS)."""
 
 
 def test_a_run_of_hours_is_stopped_at_the_time_limit_and_one_client_gets_one_job(

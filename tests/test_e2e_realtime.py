@@ -171,7 +171,7 @@ def test_stop_reaches_batch_jobs_running_and_waiting(rt: Orchestrator) -> None:
             "mode": "dynamic",
             "elements": {"lag": {"model": "FirstOrderLag", "params": {"time_constant": 1.0}}},
             "inputs": {"lag.u": 1.0}, "time": {"start": 0, "stop": 1e5, "step": 1000},
-            "solver": {"max_step": 1e-3}}})  # 1e8 solver steps: hours
+            "solver": {"max_step": 1e-2}}})  # 1e7 solver steps (TWIN_MAX_STEPS): minutes
     deadline = time.monotonic() + 20
     while True:
         jobs = rt.request({"id": new_id("jobs"), "cmd": "jobs"})[0]["jobs"]

@@ -87,11 +87,7 @@ def send_command(
         if not conn.wait_connected(min(timeout, 10.0)) or not subscribed.wait(5.0):
             exchange.timed_out = True
             return exchange
-        payload: str | bytes = json.dumps(command)
-        if settings.command_secret is not None:  # signed: "<hmac hex> <json>" with a ts
-            from ingress.signing import sign_command
-            payload = sign_command(settings.command_secret, command)
-        conn.publish(settings.cmd_topic, payload, qos=1)
+        conn.publish(settings.cmd_topic, signed_for(settings, command), qos=1)
         last_reply[0] = time.monotonic()
         while not done.is_set():
             left = last_reply[0] + timeout - time.monotonic()  # restarted by each reply
@@ -102,6 +98,20 @@ def send_command(
     finally:
         conn.stop()
     return exchange
+
+
+def signed_for(settings: Settings, command: dict[str, Any]) -> str | bytes:
+    """The payload of ``command`` for this controller's command topic: signed (with a
+    ``ts``) when a secret or a keys file is set — with the secret, else with the first
+    key of the file (an orchestrator's file holds its own key)."""
+    if settings.command_secret is not None:
+        secret, key = settings.command_secret, None
+    elif settings.command_keys:
+        key, secret = next(iter(settings.command_keys.items()))
+    else:
+        return json.dumps(command)
+    from ingress.signing import sign_command
+    return sign_command(secret, command, topic=settings.cmd_topic, key=key)
 
 
 def _listen(settings: Settings, name: str, topic: str,

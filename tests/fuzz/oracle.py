@@ -50,7 +50,7 @@ def strict_json(payload: bytes) -> Any:
     return doc
 
 
-SIGNATURE = re.compile(rb"\A[0-9a-fA-F]{64} ")
+SIGNATURE = re.compile(rb"\A(?:[A-Za-z0-9][A-Za-z0-9._-]{0,63}:)?[0-9a-fA-F]{64} ")
 DEEP_ENOUGH = 100
 
 
