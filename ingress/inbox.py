@@ -16,7 +16,8 @@ every other command, answered ``limit_exceeded`` unread (an id sniffed from its
 first bytes, one reply) and acknowledged, so a flood drains from the broker at the
 speed of refusals and never holds the broker's window (MQTT 5 receive maximum,
 :data:`RECEIVE_MAXIMUM`) shut for the others. A QoS 0 command beyond a bound is
-dropped (counted): nothing bounds QoS 0 at the broker.
+dropped (counted): nothing bounds QoS 0 at the broker; so is one beyond
+:data:`CLIENT_QOS0` of its orchestrator's waiting.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Inbox", "Item", "QUANTUM", "OVERHEAD", "CLIENT_BYTES", "CLIENT_COMMANDS",
-           "TOTAL_BYTES", "RECEIVE_MAXIMUM", "SMALL"]
+           "CLIENT_QOS0", "TOTAL_BYTES", "RECEIVE_MAXIMUM", "SMALL"]
 
 QUANTUM = 64 << 10
 """Bytes an orchestrator's queue may spend a turn of the round robin."""
@@ -36,6 +37,9 @@ OVERHEAD = 512
 CLIENT_BYTES = 16 << 20
 CLIENT_COMMANDS = 200
 """What one orchestrator may have waiting to be handled."""
+CLIENT_QOS0 = 16
+"""QoS 0 commands one orchestrator may have waiting (more are dropped): a QoS 0 flood
+is not handled at the full speed of the ingress, at the cost of everyone's latency."""
 TOTAL_BYTES = 256 << 20
 """What all may have waiting; beyond it, each up to its fair share of it."""
 RECEIVE_MAXIMUM = 1_000
@@ -55,6 +59,7 @@ class Item:
     size: int
     refused: str | None = None
     """why it is refused unread (None: handle it)"""
+    qos: int = 1
 
 
 class Inbox:
@@ -74,6 +79,7 @@ class Inbox:
         self._turns: deque[str] = deque()
         self._refused: deque[Item] = deque()
         self._busy: set[str] = set()
+        self._qos0_of: dict[str, int] = {}
         self._bytes = 0
         self._closed = False
         self.dropped = 0
@@ -92,8 +98,11 @@ class Inbox:
     def put(self, item: Item, *, qos: int) -> str:
         """Queue ``item``: ``"queued"``, ``"refused"`` (QoS 1 beyond a bound: the handler
         answers it first) or ``"dropped"`` (QoS 0 beyond a bound)."""
+        item.qos = qos
         with self._cond:
             why = self._over(item)
+            if qos == 0 and why is None and self._qos0_of.get(item.client, 0) >= CLIENT_QOS0:
+                why = "QoS 0"
             if why is not None:
                 if qos == 0:
                     self.dropped += 1
@@ -110,6 +119,8 @@ class Inbox:
                 self._deficit[name] = 0
                 self._turns.append(name)
             self._queues[name].append(item)
+            if qos == 0:
+                self._qos0_of[name] = self._qos0_of.get(name, 0) + 1
             self._bytes_of[name] += item.size
             self._bytes += item.size
             self._cond.notify_all()
@@ -171,6 +182,10 @@ class Inbox:
             if self._deficit[name] >= cost:
                 self._deficit[name] -= cost
                 queue.popleft()
+                if head.qos == 0:
+                    self._qos0_of[name] -= 1
+                    if not self._qos0_of[name]:
+                        del self._qos0_of[name]
                 self._bytes_of[name] -= head.size
                 self._bytes -= head.size
                 if not queue:  # an empty queue leaves the round, its credit too

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from ingress.inbox import OVERHEAD, Inbox, Item
+from ingress.inbox import CLIENT_QOS0, OVERHEAD, Inbox, Item
 from ingress.routing import claimed_client
 from ingress.signing import signed_payload
 
@@ -70,6 +70,16 @@ def test_beyond_the_bounds_qos1_is_refused_first_and_qos0_dropped() -> None:
     inbox.done(got)  # (a refusal holds nothing)
     assert (inbox.refusals, inbox.dropped) == (2, 1)
     assert sorted(drain(inbox)) == ["a0", "a1", "a2", "b0"]
+
+
+def test_few_qos0_commands_of_one_orchestrator_wait() -> None:
+    inbox = Inbox()
+    kept = [inbox.put(item("a", 10, f"q{i}"), qos=0) for i in range(CLIENT_QOS0 + 5)]
+    assert kept.count("queued") == CLIENT_QOS0 and kept.count("dropped") == 5
+    assert inbox.put(item("a", 10, "q1"), qos=1) == "queued"  # QoS 1 is not capped so
+    assert inbox.put(item("b", 10, "b"), qos=0) == "queued"  # nor another's QoS 0
+    drain(inbox)
+    assert inbox.put(item("a", 10, "again"), qos=0) == "queued"
 
 
 def test_over_the_total_only_those_above_their_share_are_refused() -> None:
