@@ -8,7 +8,6 @@ and what is wrong.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -191,10 +190,14 @@ class InstanceLibrary:
         """
         if not isinstance(scenario, dict) or not isinstance(scenario.get("elements"), dict):
             return scenario
-        out = copy.deepcopy(scenario)
+        # only the elements with an instance change (their model and params, replaced
+        # with new values): a copy of those, not of the whole scenario (whose input
+        # series may have a million points)
+        out = {**scenario, "elements": dict(scenario["elements"])}
         for name, el in out["elements"].items():
             if not isinstance(el, dict) or "instance" not in el:
                 continue
+            el = out["elements"][name] = dict(el)
             where = f"{path}.elements.{name}.instance"
             iid = el["instance"]
             if not isinstance(iid, str):
