@@ -17,18 +17,20 @@ first bytes, one reply) and acknowledged, so a flood drains from the broker at t
 speed of refusals and never holds the broker's window (MQTT 5 receive maximum,
 :data:`RECEIVE_MAXIMUM`) shut for the others. A QoS 0 command beyond a bound is
 dropped (counted): nothing bounds QoS 0 at the broker; so is one beyond
-:data:`CLIENT_QOS0` of its orchestrator's waiting.
+:data:`CLIENT_QOS0` of its orchestrator's waiting, or beyond its rate
+(:data:`QOS0_RATE`).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Inbox", "Item", "QUANTUM", "OVERHEAD", "CLIENT_BYTES", "CLIENT_COMMANDS",
-           "CLIENT_QOS0", "TOTAL_BYTES", "RECEIVE_MAXIMUM", "SMALL"]
+           "CLIENT_QOS0", "QOS0_RATE", "QOS0_BURST", "TOTAL_BYTES", "RECEIVE_MAXIMUM", "SMALL"]
 
 QUANTUM = 64 << 10
 """Bytes an orchestrator's queue may spend a turn of the round robin."""
@@ -38,8 +40,13 @@ CLIENT_BYTES = 16 << 20
 CLIENT_COMMANDS = 200
 """What one orchestrator may have waiting to be handled."""
 CLIENT_QOS0 = 16
-"""QoS 0 commands one orchestrator may have waiting (more are dropped): a QoS 0 flood
-is not handled at the full speed of the ingress, at the cost of everyone's latency."""
+"""QoS 0 commands one orchestrator may have waiting (more are dropped)."""
+QOS0_RATE = 100.0
+QOS0_BURST = 200
+"""QoS 0 commands one orchestrator may send a second (a token bucket: this many a
+second, bursts of that many); more are dropped. A QoS 0 flood is not handled at the
+full speed of the ingress, at the cost of everyone's latency: QoS 1 commands, which
+wait at the broker and get their answer, have no such rate."""
 TOTAL_BYTES = 256 << 20
 """What all may have waiting; beyond it, each up to its fair share of it."""
 RECEIVE_MAXIMUM = 1_000
@@ -67,7 +74,8 @@ class Inbox:
 
     def __init__(self, *, client_bytes: int = CLIENT_BYTES,
                  client_commands: int = CLIENT_COMMANDS, total_bytes: int = TOTAL_BYTES,
-                 quantum: int = QUANTUM) -> None:
+                 quantum: int = QUANTUM, qos0_rate: float = QOS0_RATE,
+                 qos0_burst: int = QOS0_BURST) -> None:
         self.client_bytes = client_bytes
         self.client_commands = client_commands
         self.total_bytes = total_bytes
@@ -80,6 +88,8 @@ class Inbox:
         self._refused: deque[Item] = deque()
         self._busy: set[str] = set()
         self._qos0_of: dict[str, int] = {}
+        self._qos0_bucket: dict[str, tuple[float, float]] = {}
+        self.qos0_rate, self.qos0_burst = qos0_rate, qos0_burst
         self._bytes = 0
         self._closed = False
         self.dropped = 0
@@ -101,7 +111,8 @@ class Inbox:
         item.qos = qos
         with self._cond:
             why = self._over(item)
-            if qos == 0 and why is None and self._qos0_of.get(item.client, 0) >= CLIENT_QOS0:
+            if qos == 0 and why is None and (self._qos0_of.get(item.client, 0) >= CLIENT_QOS0
+                                             or not self._qos0_token(item.client)):
                 why = "QoS 0"
             if why is not None:
                 if qos == 0:
@@ -125,6 +136,20 @@ class Inbox:
             self._bytes += item.size
             self._cond.notify_all()
             return "queued"
+
+    def _qos0_token(self, name: str) -> bool:
+        """Take a token of ``name``'s QoS 0 bucket; False when it is empty."""
+        now = time.monotonic()
+        tokens, last = self._qos0_bucket.get(name, (float(self.qos0_burst), now))
+        tokens = min(float(self.qos0_burst), tokens + (now - last) * self.qos0_rate)
+        if tokens < 1.0:
+            self._qos0_bucket[name] = (tokens, now)
+            return False
+        self._qos0_bucket[name] = (tokens - 1.0, now)
+        if len(self._qos0_bucket) > 10_000:  # names come and go: forget the full ones
+            self._qos0_bucket = {k: v for k, v in self._qos0_bucket.items()
+                                 if v[0] + (now - v[1]) * self.qos0_rate < self.qos0_burst}
+        return True
 
     def _over(self, item: Item) -> str | None:
         name = item.client

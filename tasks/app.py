@@ -12,11 +12,14 @@ from celery import Celery, signals
 
 from common.logs import JsonFormatter, log_format
 
+from .serializer import register_serializer
+
 __all__ = ["make_app", "app"]
 
 
 def make_app(config: str = "tasks.celeryconfig") -> Celery:
     """A Celery app configured from the module ``config``, with twinctl's tasks."""
+    register_serializer()  # before anything (a control reply, a task) is encoded
     application = Celery("twinctl")
     application.config_from_object(config)
     application.conf.include = ["tasks.jobs"]

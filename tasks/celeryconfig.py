@@ -17,6 +17,7 @@ from kombu import Queue
 from common.settings import SettingsError, load_settings
 
 from .queues import ALL, HARD_MARGIN_S, SHORT
+from .serializer import CONTENT_TYPE, register_serializer
 
 try:
     _settings = load_settings()
@@ -28,9 +29,10 @@ result_backend = _settings.redis_url
 if _settings.redis_ssl:
     broker_use_ssl = _settings.redis_ssl
     redis_backend_use_ssl = _settings.redis_ssl
-task_serializer = "json"
+register_serializer()
+task_serializer = "json"  # control messages; the job tasks use NAME (tasks/serializer.py)
 result_serializer = "json"
-accept_content = ["json"]
+accept_content = ["json", CONTENT_TYPE]  # (by type: known whatever the import order)
 result_accept_content = ["json"]
 task_ignore_result = True  # replies travel through the outbox, not the result backend
 

@@ -36,6 +36,7 @@ from .jobboard import JobBoard
 from .outbox import Outbox
 from .queues import CALL, HARD_MARGIN_S, REALTIME_RUN, RUN, SHORT, TASKS
 from .rtprio import realtime_priority
+from .serializer import NAME as SERIALIZER
 from .steering import RedisSteering
 
 __all__ = ["run", "call", "realtime", "outbox"]
@@ -62,6 +63,7 @@ def outbox() -> Outbox:
 
 _RETRY = {
     "bind": True,
+    "serializer": SERIALIZER,
     "acks_late": True,
     "reject_on_worker_lost": True,
     "autoretry_for": REDIS_AWAY,
@@ -295,7 +297,7 @@ def _info(task: Any, name: str, summary: str, reply_to: str,
 
 
 @app.task(name=REALTIME_RUN, bind=True, acks_late=False, reject_on_worker_lost=False,
-          max_retries=0)
+          max_retries=0, serializer=SERIALIZER)
 def realtime(
     self: Any,
     request_id: str,

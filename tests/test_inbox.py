@@ -82,6 +82,19 @@ def test_few_qos0_commands_of_one_orchestrator_wait() -> None:
     assert inbox.put(item("a", 10, "again"), qos=0) == "queued"
 
 
+def test_qos0_commands_of_one_orchestrator_are_rate_limited() -> None:
+    inbox = Inbox(qos0_rate=10.0, qos0_burst=5)
+    taken = []
+    for i in range(8):
+        got = inbox.put(item("a", 10, f"q{i}"), qos=0)
+        taken.append(got)
+        if got == "queued":
+            drain(inbox)  # (handled at once: only the rate holds them back)
+    assert taken.count("queued") == 5, taken  # the burst, then nothing within ~1 ms
+    assert inbox.put(item("b", 10, "b"), qos=0) == "queued"  # another's bucket is full
+    assert inbox.put(item("a", 10, "q1"), qos=1) == "queued"  # QoS 1 has no rate
+
+
 def test_over_the_total_only_those_above_their_share_are_refused() -> None:
     inbox = Inbox(client_bytes=60_000, total_bytes=100_000)
     assert inbox.put(item("hog", 55_000), qos=1) == "queued"

@@ -7,6 +7,7 @@ Unit tests on plain objects; tests/test_e2e_limits.py runs the same over MQTT.
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 from typing import Any
 
@@ -327,11 +328,23 @@ def test_no_message_path_imports_or_looks_up_attributes_by_name() -> None:
 def test_celery_accepts_json_only() -> None:
     """A message serialized otherwise (pickle: code) is refused by every worker
     (tests/test_e2e_limits.py injects one into a real queue)."""
-    from tasks import celeryconfig
+    from kombu.serialization import registry
 
-    assert celeryconfig.accept_content == ["json"]
+    from tasks import celeryconfig, serializer
+
+    assert celeryconfig.accept_content == ["json", serializer.CONTENT_TYPE]
     assert celeryconfig.result_accept_content == ["json"]
-    assert celeryconfig.task_serializer == celeryconfig.result_serializer == "json"
+    assert celeryconfig.result_serializer == celeryconfig.task_serializer == "json"
+    from tasks import jobs  # the job tasks' messages: JSON, encoded by orjson
+    assert {jobs.run.serializer, jobs.call.serializer, jobs.realtime.serializer} == {
+        serializer.NAME}
+    # which is JSON (orjson's encoding), read back exactly by the standard library
+    message = ((["id", "ctl", "topic", {"x": [0.1, 1e300, 10**30]}],
+                {"summary": "s"}, {"callbacks": None}))
+    ctype, encoding, body = registry.dumps(message, serializer=serializer.NAME)
+    assert (ctype, encoding) == (serializer.CONTENT_TYPE, "utf-8")
+    assert json.loads(body) == json.loads(json.dumps(message))
+    assert registry.loads(body, ctype, encoding)[0][3]["x"][2] == 10**30
 
 
 def test_instances_are_bounded_in_size_and_number() -> None:
