@@ -8,6 +8,7 @@ against the libraries come after, in :mod:`ingress.service`.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
-from modellib.errors import did_you_mean
+from modellib.errors import InvalidArgument, did_you_mean
 from modellib.validation import StrictString, first_error
 
 from .errors import InvalidCommand, InvalidJson, NotPermitted, TooLarge
@@ -27,9 +28,10 @@ COMMANDS = ("ping", "describe", "run", "call", "stop", "set", "jobs",
             "put_instance", "delete_instance")
 AVAILABLE = COMMANDS
 """The commands this version answers; the others get ``not_permitted``."""
-ENVELOPE = ("id", "cmd", "ts")
+ENVELOPE = ("id", "cmd", "ts", "ttl")
 """Fields of every command; ``ts`` (optional, the send time) is checked when commands
-are signed (:mod:`ingress.signing`)."""
+are signed (:mod:`ingress.signing`); ``ttl`` (optional, seconds) is how long after
+the controller received it the command may still act."""
 _ID_SNIFF = re.compile(rb'"id"\s*:\s*"([A-Za-z0-9._:-]{1,128})"')
 
 
@@ -43,6 +45,10 @@ class Command:
     correlation: bytes | None = None
     ts: Any = None
     """the envelope's optional ``ts`` (the send time; required when commands are signed)"""
+    ttl: float | None = None
+    """seconds from ``received`` within which it must be handled and its job started"""
+    received: float = 0.0
+    """when the controller received it (unix seconds)"""
     client: str = "anonymous"
     """the orchestrator that sent it (MQTT 5 user property ``client``, else the response
     topic): the jobs of one orchestrator are counted against TWIN_MAX_JOBS_PER_CLIENT"""
@@ -205,7 +211,20 @@ def parse_command(payload: bytes, *, max_bytes: int,
             path="cmd", request_id=rid,
         )
     body = {k: v for k, v in data.items() if k not in ENVELOPE}
-    return Command(id=rid, cmd=cmd, body=body, ts=data.get("ts"))
+    return Command(id=rid, cmd=cmd, body=body, ts=data.get("ts"),
+                   ttl=_ttl(data.get("ttl"), rid))
+
+
+def _ttl(value: Any, rid: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value) or value <= 0:
+        raise InvalidArgument(
+            f"'ttl' must be a number of seconds greater than 0 (how long after the "
+            f"controller receives it the command may still act), got "
+            f"{json.dumps(value)[:60]}", path="ttl", request_id=rid)
+    return float(value)
 
 
 def check_fields(command: Command) -> None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import uuid
 
 import paho.mqtt.client as mqtt
 
 from common.settings import Settings
-from modellib.errors import CodedError, InvalidArgument, LimitExceeded
+from modellib.errors import CodedError, Expired, InvalidArgument, LimitExceeded
 
 from . import routing, signing
 from .commands import Command, check_fields, parse_command, sniff_id
@@ -24,9 +25,32 @@ from .plans import Plan, Planner
 from .policy import Policy
 from .replies import Replies
 
-__all__ = ["Handler"]
+__all__ = ["Handler", "received_at", "check_expired"]
 
 log = logging.getLogger("twinctl.ingress")
+
+
+def received_at(msg: mqtt.MQTTMessage) -> float:
+    """When the controller received ``msg`` (unix seconds): paho stamps each message
+    with its monotonic clock as it arrives."""
+    stamp = getattr(msg, "timestamp", None)
+    now = time.time()
+    if not isinstance(stamp, int | float) or stamp <= 0:
+        return now
+    return now - max(0.0, time.monotonic() - float(stamp))
+
+
+def check_expired(command: Command, now: float | None = None) -> None:
+    """:class:`Expired` when the command's ``ttl`` ran out while it waited to be handled
+    (in the inbox, behind other commands): it must not act late."""
+    if command.ttl is None:
+        return
+    waited = (time.time() if now is None else now) - command.received
+    if waited > command.ttl:
+        raise Expired(
+            f"the command's ttl of {command.ttl:g} s ran out before the controller could "
+            f"handle it (it waited {waited:.1f} s after it was received): it was not run; "
+            "send it again (with a new id) if it still applies", path="ttl")
 
 
 class Handler:
@@ -76,6 +100,7 @@ class Handler:
         command.reply_to = reply_to
         command.correlation = correlation
         command.client = self._client(verified, props, reply_to)
+        command.received = received_at(msg)
         plan = self._plan(command)
         if route.refused:
             plan.fields = {**plan.fields, "warnings": list(route.refused)}
@@ -166,6 +191,7 @@ class Handler:
     def _plan(self, command: Command) -> Plan:
         """The command's fields and its plan; whatever goes wrong is an error plan."""
         try:
+            check_expired(command)
             check_fields(command)
             return self.planner.plan(command)
         except CodedError as exc:

@@ -103,6 +103,8 @@ class Planner:
                 "task": job.task.name, "queue": job.queue, "summary": job.kwargs["summary"],
                 "reply_to": job.args[2], "correlation": job.kwargs["correlation"],
                 "client": command.client,
+                **({"expires_at": job.kwargs["expires_at"]} if "expires_at" in job.kwargs
+                   else {}),
                 **({"inputs": job.kwargs["inputs"]} if "inputs" in job.kwargs else {})})
             return Plan("ack", {"queue": job.queue}, "ack", lambda: self._enqueue(job, command),
                         entry)
@@ -145,6 +147,14 @@ class Planner:
         reply_to = command.reply_to or self.settings.reply_topic(command.id)
         return reply_to, command.correlation.hex() if command.correlation else None
 
+    @staticmethod
+    def _expiry(command: Command) -> dict[str, float]:
+        """The ``expires_at`` of a job whose command has a ``ttl`` (unix seconds): a
+        worker that takes it later answers ``expired`` and does not run it."""
+        if command.ttl is None:
+            return {}
+        return {"expires_at": round(command.received + command.ttl, 3)}
+
     def _call(self, command: Command) -> Job:
         """Check a ``call`` against the function library."""
         name, args = command.body["function"], command.body["args"]
@@ -155,7 +165,7 @@ class Planner:
         return Job(call_task, queues.SHORT,
                    (command.id, self.settings.controller_id, reply_to, name, args),
                    {"correlation": correlation, "summary": f"call: {name}",
-                    "client": command.client}, {})
+                    "client": command.client, **self._expiry(command)}, {})
 
     def _run(self, command: Command) -> Job:
         """Check a ``run`` against the libraries, the policy and the limits."""
@@ -178,7 +188,7 @@ class Planner:
         reply_to, correlation = self._route(command)
         args = (command.id, s.controller_id, reply_to, checked.to_data())
         kwargs: dict[str, Any] = {"correlation": correlation, "summary": summary,
-                                  "client": command.client}
+                                  "client": command.client, **self._expiry(command)}
         if checked.mode == "realtime":
             kwargs["inputs"] = settable_inputs(checked)
             if (checked.time or {}).get("stop") is None and s.max_realtime_s:

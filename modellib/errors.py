@@ -5,6 +5,7 @@ Tree::
     CodedError                 (code, message, path, data) -> an ``error`` reply
     ├── NotPermitted           code ``not_permitted``: outside what this deployment runs
     ├── LimitExceeded          code ``limit_exceeded``: above one of its limits
+    ├── Expired                code ``expired``: a command's ``ttl`` ran out first
     └── ModelLibError          anything the model library refuses or fails at
         ├── UnknownModel       code ``unknown_model``
         ├── UnknownFunction    code ``unknown_function``
@@ -14,7 +15,8 @@ Tree::
 
 Other packages derive their own base from :class:`CodedError`, so anything that
 crosses to the wire needs to catch only ``CodedError``; the two meanings every
-layer can hit (``not_permitted``, ``limit_exceeded``) are one class each, here.
+layer can hit (``not_permitted``, ``limit_exceeded``, ``expired``) are one class
+each, here.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ __all__ = [
     "CodedError",
     "NotPermitted",
     "LimitExceeded",
+    "Expired",
     "ModelLibError",
     "UnknownModel",
     "UnknownFunction",
@@ -45,8 +48,8 @@ ERROR_CODES = (
     "unknown_alarm", "expired", "limit_exceeded", "runtime_error", "timeout", "internal_error",
 )
 """Every error code of the protocol (PROTOCOL.md, "Errors"); the controller sends no other.
-(``unknown_alarm`` and ``expired`` belong to the alarm commands and the command ``ttl``,
-which this version does not implement yet: it never sends them.)"""
+(``unknown_alarm`` belongs to the alarm commands, which this version does not
+implement yet: it never sends it.)"""
 
 
 class CodedError(Exception):
@@ -90,6 +93,13 @@ class LimitExceeded(CodedError):
         extra: dict[str, Any] = {k: self.data[k] for k in ("limit", "running")
                                  if k in self.data}
         return {**super().as_reply(), **extra}
+
+
+class Expired(CodedError):
+    """A command whose ``ttl`` ran out before it was handled, or before a worker
+    started its job: not run (path ``ttl``)."""
+
+    code = "expired"
 
 
 class ModelLibError(CodedError):

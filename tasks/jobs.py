@@ -21,7 +21,7 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from common.retry import retry
 from common.settings import load_settings
-from modellib.errors import CodedError
+from modellib.errors import CodedError, Expired
 from modellib.functions import call_function
 from scenario_builder import (
     RunStopped,
@@ -80,7 +80,7 @@ def _board(controller: str) -> JobBoard:
 
 def _answer(
     compute: Callable[[], dict[str, Any]], *, request_id: str, controller: str, reply_to: str,
-    correlation: str | None, info: dict[str, Any],
+    correlation: str | None, info: dict[str, Any], expires_at: float | None = None,
 ) -> str:
     """Register the job, run ``compute`` and store its result, or the error it raised,
     as the final reply. A job stopped before it started is not run.
@@ -91,9 +91,12 @@ def _answer(
     ``stopped`` (checked in the same Lua call): a round trip less on the hot path."""
     board = _board(controller)
     short = info.get("queue") == SHORT
-    stopped_early = False if short else board.begin(request_id, info)
+    late = _late(expires_at)
+    stopped_early = False if short or late else board.begin(request_id, info)
     started = time.perf_counter()
     try:
+        if late is not None:
+            raise late
         if stopped_early:
             fields: dict[str, Any] = {"status": "stopped", "stats": {}}
         else:
@@ -125,6 +128,19 @@ def _answer(
         if_stopped={"status": "stopped", "stats": {}} if short else None,
     ), realtime)
     return f"{rtype} seq={stored.seq}{'' if stored.new else ' (already sent)'}"
+
+
+def _late(expires_at: float | None) -> Expired | None:
+    """The ``expired`` error of a job taken after its command's ``ttl`` ran out."""
+    if expires_at is None:
+        return None
+    over = time.time() - expires_at
+    if over <= 0:
+        return None
+    return Expired(
+        f"the command's ttl ran out {over:.1f} s before a worker could start its job "
+        "(it waited in the queue behind others): it was not run; send it again (with a "
+        "new id) if it still applies, or with a longer ttl", path="ttl")
 
 
 def _soft_limit() -> float:
@@ -244,6 +260,7 @@ def run(
     summary: str = "",
     max_rows: int = 10_000,
     client: str = "",
+    expires_at: float | None = None,
 ) -> str:
     """Run ``scenario`` for request ``request_id`` of ``controller``; reply via the outbox.
 
@@ -258,7 +275,7 @@ def run(
                            controller=controller, reply_to=reply_to, correlation=correlation)
 
     return _answer(compute, request_id=request_id, controller=controller, reply_to=reply_to,
-                   correlation=correlation,
+                   correlation=correlation, expires_at=expires_at,
                    info=_info(self, RUN, summary, reply_to, correlation, client))
 
 
@@ -273,6 +290,7 @@ def call(
     correlation: str | None = None,
     summary: str = "",
     client: str = "",
+    expires_at: float | None = None,
 ) -> str:
     """Run one function of the function library on ``args``; reply via the outbox.
 
@@ -280,7 +298,7 @@ def call(
     return _answer(lambda: {"status": "ok", "function": function,
                             "value": call_function(function, args)},
                    request_id=request_id, controller=controller, reply_to=reply_to,
-                   correlation=correlation,
+                   correlation=correlation, expires_at=expires_at,
                    info=_info(self, CALL, summary or f"call: {function}", reply_to,
                               correlation, client))
 
@@ -309,11 +327,13 @@ def realtime(
     inputs: list[str] | None = None,
     client: str = "",
     max_wall_s: float | None = None,
+    expires_at: float | None = None,
 ) -> str:
     """Run a real-time ``scenario`` until its ``time.stop`` or a ``stop`` command.
 
     ``inputs``: its settable inputs, as the ingress found them (``set`` of the job while
     it waits checks against them); the worker lists them again from its own check.
+    ``expires_at``: when its command's ``ttl`` runs out (not started by then: ``expired``);
     ``max_wall_s``: the deployment's ``TWIN_MAX_REALTIME_S`` for an open-ended run, which
     ends ``stopped`` then (the ingress set the task's time limits from it).
 
@@ -351,4 +371,4 @@ def realtime(
             steering.close()
 
     return _answer(compute, request_id=request_id, controller=controller, reply_to=reply_to,
-                   correlation=correlation, info=info)
+                   correlation=correlation, info=info, expires_at=expires_at)

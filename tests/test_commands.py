@@ -124,3 +124,20 @@ def test_integers_beyond_a_double_and_lone_surrogates_are_invalid_json() -> None
     paired = parse_command(b'{"id": "x", "cmd": "ping", "s": "\\ud83d\\ude00"}',
                            max_bytes=MAX)
     assert paired.body["s"] == "\U0001F600"
+
+
+def test_ttl_is_read_from_the_envelope_and_a_late_command_expires() -> None:
+    """A command that waited in the controller's inbox past its `ttl` must not act."""
+    from ingress.commands import parse_command
+    from ingress.handler import check_expired
+    from modellib.errors import Expired
+
+    command = parse_command(b'{"id": "a", "cmd": "stop", "target": "x", "ttl": 2.5}',
+                            max_bytes=1000)
+    assert command.ttl == 2.5 and "ttl" not in command.body
+    command.received = 1000.0
+    check_expired(command, now=1002.0)  # within its ttl
+    with pytest.raises(Expired) as info:
+        check_expired(command, now=1003.0)
+    assert info.value.path == "ttl" and "waited 3.0 s" in info.value.message
+    assert parse_command(b'{"id": "b", "cmd": "ping"}', max_bytes=1000).ttl is None

@@ -139,3 +139,44 @@ def test_a_real_time_run_longer_than_the_cap_is_refused(orch: Orchestrator) -> N
     assert rid not in jobs(orch)
     fits = orch.request(realtime(new_id("rt-fits"), stop=CAP), timeout=15)[-1]
     assert fits["status"] == "completed", fits
+
+
+def test_a_job_not_started_within_its_ttl_is_expired_and_not_run(orch: Orchestrator) -> None:
+    """PROTOCOL.md, envelope `ttl`: a job that has not started within `ttl` seconds of
+    the controller receiving its command is not run; it ends with `expired`. Here it
+    waits behind a long run on the stack's one batch worker."""
+    hog = new_id("hog")
+    orch.send(dynamic(hog, 1e-2))  # 1e7 solver steps: minutes
+    deadline = time.monotonic() + 20
+    while jobs(orch).get(hog, {}).get("state") != "running":
+        assert time.monotonic() < deadline, jobs(orch)
+        time.sleep(0.1)
+    late, fresh = new_id("late"), new_id("fresh")
+    short = {"mode": "dynamic", "elements": {"lag": {"model": "FirstOrderLag",
+                                                     "params": {"time_constant": 1}}},
+             "inputs": {"lag.u": 1.0}, "time": {"start": 0, "stop": 2, "step": 1}}
+    orch.send({"id": late, "cmd": "run", "ttl": 1, "scenario": short})
+    orch.send({"id": fresh, "cmd": "run", "ttl": 600, "scenario": short})
+    time.sleep(0.5)
+    assert jobs(orch)[late]["expires_at"] > time.time() - 5  # it shows when it expires
+    time.sleep(1.5)  # its ttl runs out while it waits
+    orch.request({"id": new_id("stop"), "cmd": "stop", "target": hog})
+    assert orch.wait_final(hog, 30)[-1]["status"] == "stopped"
+    replies = orch.wait_final(late, 30)
+    assert [r["type"] for r in replies] == ["ack", "error"], replies
+    err = replies[-1]
+    assert (err["code"], err["path"]) == ("expired", "ttl"), err
+    assert "not run" in err["message"]
+    assert orch.wait_final(fresh, 30)[-1]["type"] == "result"  # a ttl not run out: runs
+
+
+@pytest.mark.parametrize("ttl", [0, -1, "5", True, None])
+def test_a_bad_ttl_is_refused(orch: Orchestrator, ttl: Any) -> None:
+    rid = new_id("ttl")
+    command: dict[str, Any] = {"id": rid, "cmd": "ping", "ttl": ttl}
+    (reply,) = orch.request(command)
+    if ttl is None:  # (null: no ttl)
+        assert reply["type"] == "pong"
+        return
+    assert (reply["code"], reply["path"]) == ("invalid_argument", "ttl"), reply
+    assert "greater than 0" in reply["message"]
