@@ -9,6 +9,7 @@ stored once.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -66,11 +67,10 @@ _RETRY = {
     "serializer": SERIALIZER,
     "acks_late": True,
     "reject_on_worker_lost": True,
-    "autoretry_for": REDIS_AWAY,
-    "retry_backoff": True,
-    "retry_backoff_max": 30,
-    "retry_jitter": True,
-    "max_retries": 20,
+    # No autoretry on Redis errors: a retry is queued in Redis, so while Redis is away it
+    # cannot be, and Celery then rejected the job without requeue (acked, never
+    # answered). A job waits for Redis instead where it needs it (_persist).
+    "max_retries": 0,
 }
 
 
@@ -92,7 +92,8 @@ def _answer(
     board = _board(controller)
     short = info.get("queue") == SHORT
     late = _late(expires_at)
-    stopped_early = False if short or late else board.begin(request_id, info)
+    stopped_early = False if short or late else _persist(
+        lambda: board.begin(request_id, info))
     started = time.perf_counter()
     try:
         if late is not None:
@@ -121,12 +122,11 @@ def _answer(
     if rtype == "result":
         fields.setdefault("stats", {})["run_ms"] = round(
             (time.perf_counter() - started) * 1000, 3)
-    realtime = info["task"] == REALTIME_RUN
     stored = _persist(lambda: outbox().put_final(
         controller=controller, request_id=request_id, rtype=rtype, fields=fields,
         topic=reply_to, correlation=correlation, job=board.keys_of(request_id),
         if_stopped={"status": "stopped", "stats": {}} if short else None,
-    ), realtime)
+    ))
     return f"{rtype} seq={stored.seq}{'' if stored.new else ' (already sent)'}"
 
 
@@ -209,9 +209,10 @@ def _killed_at_time_limit(sender: Any = None, exception: BaseException | None = 
 T = TypeVar("T")
 
 
-def _persist(store: Callable[[], T], wait: bool, timeout: float = 600.0) -> T:
-    """``store()``; with ``wait``, retried while Redis is away (a real-time job is not
-    run again by Celery: its final reply must not be lost to a short outage)."""
+def _persist(store: Callable[[], T], timeout: float = 600.0) -> T:
+    """``store()``, retried while Redis is away (at most ``timeout`` s): a job's replies
+    and its entry on the job board must not be lost to a Redis restart, and the job
+    must not be run again for it (its work is done)."""
     def once() -> T:
         while True:
             try:
@@ -219,9 +220,27 @@ def _persist(store: Callable[[], T], wait: bool, timeout: float = 600.0) -> T:
             except SoftTimeLimitExceeded:
                 continue  # the time limit fired while storing: the answer is ready, store it
 
-    if not wait:
-        return once()
     return retry(once, retry_on=REDIS_AWAY, deadline=time.monotonic() + timeout)
+
+
+def _stop_flag(controller: str, request_id: str) -> Callable[[], bool]:
+    """``should_stop`` of a dynamic run: the job board's stop flag; while Redis is away
+    it reads as "not stopped" (the run goes on; the next read, 0.2 s later, tries
+    again), never as an error that would end the run."""
+    board = _board(controller)
+    said = [False]
+
+    def should_stop() -> bool:
+        try:
+            return board.get_stop(request_id)
+        except REDIS_AWAY as exc:
+            if not said[0]:
+                log.warning("request %s: its stop flag cannot be read (%s); going on",
+                            request_id, exc)
+                said[0] = True
+            return False
+
+    return should_stop
 
 
 def stream_rows(
@@ -239,12 +258,12 @@ def stream_rows(
     chunks = 0
     for chunks, start in enumerate(range(0, len(t), max_rows), start=1):
         end = start + max_rows
-        outbox().put(
-            controller=controller, request_id=request_id, key=f"data:{chunks - 1}",
-            rtype="data", topic=reply_to, correlation=correlation,
-            fields={"chunk": chunks - 1, "t": t[start:end],
-                    "values": {k: v[start:end] for k, v in values.items()}},
-        )
+        fields = {"chunk": chunks - 1, "t": t[start:end],
+                  "values": {k: v[start:end] for k, v in values.items()}}
+        _persist(functools.partial(
+            outbox().put, controller=controller, request_id=request_id,
+            key=f"data:{chunks - 1}", rtype="data", topic=reply_to, correlation=correlation,
+            fields=fields))
     result.update(streamed=True, chunks=chunks, rows=len(t))
     return result
 
@@ -269,8 +288,7 @@ def run(
     (who may steer it).
     """
     def compute() -> dict[str, Any]:
-        board = _board(controller)
-        result = run_scenario(scenario, should_stop=lambda: board.get_stop(request_id))
+        result = run_scenario(scenario, should_stop=_stop_flag(controller, request_id))
         return stream_rows(result, max_rows=max_rows, request_id=request_id,
                            controller=controller, reply_to=reply_to, correlation=correlation)
 

@@ -196,3 +196,48 @@ def test_the_outbox_drains_when_redis_crashes_just_after_a_puback(
             raise BugSymptom(f"{exc}: {left}") from None
     finally:
         parts.stop()
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("outage", [3.0, 20.0])
+def test_a_redis_outage_under_a_busy_batch_worker_loses_no_job(
+        servers: Servers, orchestrators: Callable[..., Orchestrator], tmp_path: Path,
+        outage: float) -> None:
+    """A dynamic run is running when Redis goes away for a few seconds (SIGKILL, then
+    started again from its append-only file). Its stop-flag reads fail while it runs and
+    its final reply cannot be stored at first: once the job was answered
+    `internal_error`, that answer could not be stored either, Celery's autoretry could
+    not queue a retry, and the job was acked and never answered. Now the run goes on,
+    its result waits for Redis, and it is answered once, with its result."""
+    redis, broker = servers.redis(appendonly=True), servers.mosquitto()
+    env = controller_env(redis, broker, tmp_path)
+    prefix, cid = env["TWIN_MQTT_PREFIX"], env["TWIN_CONTROLLER_ID"]
+    orch = orchestrators(broker, prefix, cid)
+    parts = Parts(env, tmp_path / "logs")
+    try:
+        parts.ingress()
+        parts.worker(concurrency=1)
+        orch.wait(lambda: orch.status(cid)[-1:] == ["online"], 30, "the ingress online")
+        rid = new_id("busy")
+        orch.send({"id": rid, "cmd": "run", "scenario": {
+            "mode": "dynamic",
+            "elements": {"lag": {"model": "FirstOrderLag", "params": {"time_constant": 1}}},
+            "inputs": {"lag.u": 1.0}, "time": {"start": 0, "stop": 1500, "step": 100},
+            "solver": {"max_step": 0.01}}})  # 150 000 solver steps: several seconds
+        client = redis.client()
+        deadline = time.monotonic() + 30
+        while b"running" not in (client.hget(f"twin:{cid}:jobs", rid) or b""):
+            assert time.monotonic() < deadline, "the job never ran"
+            time.sleep(0.05)
+        client.close()
+        time.sleep(0.5)
+        redis.kill()
+        time.sleep(outage)
+        redis.start()
+        orch.wait(lambda: orch.finals(rid) > 0, 120, "the job's final reply")
+        time.sleep(1.0)
+        replies = assert_gapless(orch, rid, ["ack", "result"])
+        assert replies[-1]["status"] == "ok", replies[-1]
+        assert parts.procs["worker"].poll() is None, "the worker died: " + parts.log("worker")
+    finally:
+        parts.stop()
