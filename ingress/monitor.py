@@ -1,13 +1,15 @@
-"""The ingress's watch: queue depths, the retained status, and real-time jobs lost.
+"""The ingress's watch: queue depths, the retained status, and jobs lost with a worker.
 
 Twice a second it reads the depth of every queue and of the outbox (one pipelined
 round trip) for admission and the status, answers a running real-time job whose
-heartbeat stopped (its worker died), and publishes the retained status again when
-the depths changed (at most every 5 s).
+heartbeat stopped (its worker died), gives a running batch job whose worker's lease
+ran out back to its queue (when that worker does not answer a Celery ping), and
+publishes the retained status again when the depths changed (at most every 5 s).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -99,9 +101,18 @@ class Monitor:
 
     def reap_lost(self) -> None:
         """A running real-time job whose heartbeat stopped: its worker died. Answer it
-        (``runtime_error``) instead of leaving the orchestrator waiting."""
+        (``runtime_error``) instead of leaving the orchestrator waiting. A running
+        batch job whose lease ran out: :meth:`_give_back`."""
         for rid in self.board.lost():
             info = self.board.get(rid)
+            if info is not None and info.get("task") != queues.REALTIME_RUN:
+                try:
+                    self._give_back(rid, info)
+                except redis.RedisError:
+                    raise
+                except Exception:  # noqa: BLE001  (Celery/kombu: tried again next time)
+                    log.exception("request %s: could not give the job back to its queue", rid)
+                continue
             if info is not None:
                 at = f" at t = {info['t']:g} s" if isinstance(info.get("t"), int | float) else ""
                 self.replies.reply(rid, "final", "error", {
@@ -113,3 +124,42 @@ class Monitor:
                 log.error("request %s: real-time job lost with its worker %s", rid,
                           info.get("worker"))
             self.board.end(rid)
+
+    def _delivery_tag(self, unacked_key: str, celery_id: str) -> str | None:
+        """The delivery tag of the unacknowledged Celery message of task ``celery_id``
+        (kombu keeps them in a hash, tag -> [message, exchange, routing key]; the pool
+        process running a task is not told its tag). Read only when a lease ran out."""
+        if not celery_id:
+            return None
+        for tag, raw in self.redis.hscan_iter(unacked_key, count=100):
+            try:
+                headers = json.loads(raw)[0].get("headers") or {}
+            except (ValueError, TypeError, IndexError, AttributeError):
+                continue
+            if headers.get("id") == celery_id:
+                return tag.decode() if isinstance(tag, bytes) else str(tag)
+        return None
+
+    def _give_back(self, rid: str, info: dict[str, Any]) -> None:
+        """A batch job whose worker stopped renewing its lease. If that worker still
+        answers a Celery ping, it only could not reach Redis for a while: its lease is
+        renewed for it. Otherwise its host is gone: the job's Celery message is put
+        back in its queue (kombu's own ``restore_by_tag``, what Redis's visibility
+        timeout would do ~22 minutes later) and another worker runs it; its replies
+        are stored once (logical keys)."""
+        from tasks.app import app  # (Celery's app: imported with the tasks already)
+
+        worker = str(info.get("worker") or "")
+        if worker and app.control.ping(destination=[worker], timeout=1.0):
+            self.board.lease(rid)
+            return
+        tag = None
+        with app.connection_for_write() as conn:
+            channel = conn.default_channel
+            tag = self._delivery_tag(channel.unacked_key, str(info.get("celery_id") or ""))
+            if tag is not None:
+                channel.qos.restore_by_tag(tag)
+        self.board.requeued(rid, info)
+        log.error("request %s: its worker %s stopped renewing its lease and does not answer; "
+                  "the job is queued again%s", rid, worker or "?",
+                  "" if tag else " (no delivery tag: Redis's visibility timeout restores it)")

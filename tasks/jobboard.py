@@ -17,7 +17,9 @@ Keys (``{cid}`` is the controller id)::
                              orchestrator c queued or running (TWIN_MAX_JOBS_PER_CLIENT)
     twin:{cid}:req:{id}:client  the orchestrator of a counted job (removed by end)
     twin:{cid}:alive         sorted set request id -> time (unix s) by which a running
-                             real-time job must renew its heartbeat, or it is lost
+                             real-time job must renew its heartbeat, or it is lost, and
+                             a running batch job its worker's lease (:meth:`JobBoard.lease`),
+                             or the ingress gives it back to its queue
 """
 
 from __future__ import annotations
@@ -31,8 +33,12 @@ import redis
 
 from .outbox import JobKeys
 
-__all__ = ["JobBoard", "HEARTBEAT_MIN_S"]
+__all__ = ["JobBoard", "HEARTBEAT_MIN_S", "LEASE_S", "LEASE_RENEW_S"]
 
+LEASE_S = 20.0
+"""How long a batch worker's hold on a running job lasts; renewed every
+:data:`LEASE_RENEW_S` while the job runs."""
+LEASE_RENEW_S = 5.0
 HEARTBEAT_MIN_S = 5.0
 """A running real-time job whose process has not renewed its heartbeat for this long is lost."""
 
@@ -70,6 +76,21 @@ class JobBoard:
     def progress(self, request_id: str, info: dict[str, Any]) -> None:
         """Update a running job's entry (what ``jobs`` shows)."""
         self.redis.hset(self.jobs_key, request_id, json.dumps(info))
+
+    def lease(self, request_id: str, seconds: float | None = None) -> None:
+        """A running batch job's worker holds it ``seconds`` more (:data:`LEASE_S`); a
+        lease that runs out tells the ingress the worker may be gone."""
+        self.redis.zadd(self.alive_key,
+                        {request_id: time.time() + (LEASE_S if seconds is None else seconds)})
+
+    def requeued(self, request_id: str, info: dict[str, Any]) -> None:
+        """A job given back to its queue (its worker is gone): waiting again."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self.jobs_key, request_id, json.dumps(
+            {**{k: v for k, v in info.items() if k not in ("started", "worker_pid")},
+             "state": "queued", "requeued": time.time()}))
+        pipe.zrem(self.alive_key, request_id)
+        pipe.execute()
 
     def heartbeat(self, request_id: str) -> None:
         """A running real-time job is alive: it must say so again within

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -33,7 +34,7 @@ from scenario_builder import (
 )
 
 from .app import app
-from .jobboard import JobBoard
+from .jobboard import LEASE_RENEW_S, JobBoard
 from .outbox import Outbox
 from .queues import CALL, HARD_MARGIN_S, REALTIME_RUN, RUN, SHORT, TASKS
 from .rtprio import realtime_priority
@@ -95,6 +96,8 @@ def _answer(
     stopped_early = False if short or late else _persist(
         lambda: board.begin(request_id, info))
     started = time.perf_counter()
+    lease = _Lease(board, request_id) if not (short or late) \
+        and info["task"] != REALTIME_RUN else None
     try:
         if late is not None:
             raise late
@@ -119,6 +122,8 @@ def _answer(
         fields = {"code": "internal_error",
                   "message": "the controller failed while running this request; see its log"}
         rtype = "error"
+    if lease is not None:
+        lease.close()
     if rtype == "result":
         fields.setdefault("stats", {})["run_ms"] = round(
             (time.perf_counter() - started) * 1000, 3)
@@ -128,6 +133,34 @@ def _answer(
         if_stopped={"status": "stopped", "stats": {}} if short else None,
     ))
     return f"{rtype} seq={stored.seq}{'' if stored.new else ' (already sent)'}"
+
+
+class _Lease:
+    """While a batch job runs, its worker renews its lease on the job board every
+    :data:`~tasks.jobboard.LEASE_RENEW_S` (a thread of the pool process): a worker host
+    that dies (SIGKILL, power) stops renewing, and the ingress gives the job back to its
+    queue within a minute instead of Redis's visibility timeout (~22 minutes)."""
+
+    def __init__(self, board: JobBoard, request_id: str) -> None:
+        self._board, self._rid = board, request_id
+        self._done = threading.Event()
+        self._renew()
+        self._thread = threading.Thread(target=self._loop, name=f"lease-{request_id}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _renew(self) -> None:
+        try:
+            self._board.lease(self._rid)
+        except REDIS_AWAY:
+            pass  # renewed at the next beat; the ingress also asks the worker first
+
+    def _loop(self) -> None:
+        while not self._done.wait(LEASE_RENEW_S):
+            self._renew()
+
+    def close(self) -> None:
+        self._done.set()
 
 
 def _late(expires_at: float | None) -> Expired | None:

@@ -6,6 +6,7 @@ job is found under /proc and SIGKILLed.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -18,12 +19,14 @@ from tests.conftest import new_id, running_stack
 from tests.faults.fixtures import orchestrators as orchestrators
 from tests.faults.fixtures import servers as servers
 from tests.faults.harness import (
+    Parts,
     Servers,
     assert_gapless,
     busy_child,
     controller_env,
     log_text,
     pool_children,
+    wait_worker,
 )
 from tests.faults.scenarios import pid_loop
 from tests.orchestrator import Orchestrator
@@ -64,3 +67,54 @@ def test_a_job_whose_worker_process_is_killed_is_run_again_and_answered_once(
         log = log_text(stack.log_dir / "worker.log")
         assert "WorkerLostError" in log or "exited prematurely" in log, log[-3000:]
         print(f"result {took:.1f} s after the pool child {victim} was killed")
+
+
+@pytest.mark.timeout(180)
+def test_a_dead_worker_hosts_job_is_run_again_within_a_minute(
+        servers: Servers, orchestrators: Callable[..., Orchestrator], tmp_path: Path) -> None:
+    """Two worker processes; the one running a dynamic job is SIGKILLed whole (its main
+    process and its pool together, as a container OOM kill or a power cut would). Once
+    the job waited for Redis's visibility timeout (~22 minutes); now its lease runs out,
+    the ingress finds the worker does not answer a ping, puts the job back in its queue,
+    and the other worker runs it: answered once, within a minute of the death."""
+    redis, broker = servers.redis(), servers.mosquitto()
+    env = controller_env(redis, broker, tmp_path)
+    prefix, cid = env["TWIN_MQTT_PREFIX"], env["TWIN_CONTROLLER_ID"]
+    orch = orchestrators(broker, prefix, cid)
+    parts = Parts(env, tmp_path / "logs")
+    try:
+        parts.ingress()
+        workers = {name: parts.worker(name=name) for name in ("w1", "w2")}
+        orch.wait(lambda: orch.status(cid)[-1:] == ["online"], 30, "the ingress online")
+        wait_worker(redis.url, 30)
+        rid = new_id("orphan")
+        orch.send({"id": rid, "cmd": "run", "scenario": {
+            "mode": "dynamic",
+            "elements": {"lag": {"model": "FirstOrderLag", "params": {"time_constant": 1}}},
+            "inputs": {"lag.u": 1.0}, "time": {"start": 0, "stop": 300, "step": 100},
+            "solver": {"max_step": 0.01}}})  # 30 000 solver steps: about a second
+        client = redis.client()
+        deadline = time.monotonic() + 60
+        while True:
+            raw = client.hget(f"twin:{cid}:jobs", rid)
+            if raw and b'"running"' in raw:
+                break
+            assert time.monotonic() < deadline, "the job never ran"
+            time.sleep(0.02)
+        running_pid = json.loads(raw)["worker_pid"]
+        holder = next(n for n, p in workers.items()
+                      if running_pid in {p.pid, *pool_children(p.pid)})
+        os.killpg(workers[holder].pid, signal.SIGKILL)  # the whole host, at once
+        died = time.monotonic()
+        orch.wait(lambda: orch.finals(rid) > 0, 90, "the job's answer after the death")
+        took = time.monotonic() - died
+        time.sleep(1.0)
+        replies = assert_gapless(orch, rid, ["ack", "result"])
+        assert replies[-1]["status"] == "ok", replies[-1]
+        print(f"answered {took:.1f} s after its worker died")
+        assert took < 60, f"answered {took:.0f} s after its worker died"
+        assert "queued again" in parts.log("ingress")
+        client.close()
+    finally:
+        parts.stop()
+
