@@ -24,6 +24,7 @@ from tests.faults.harness import (
     Parts,
     Servers,
     assert_gapless,
+    controller,
     controller_env,
     diagnose,
     outbox_len,
@@ -209,15 +210,11 @@ def test_a_redis_outage_under_a_busy_batch_worker_loses_no_job(
     `internal_error`, that answer could not be stored either, Celery's autoretry could
     not queue a retry, and the job was acked and never answered. Now the run goes on,
     its result waits for Redis, and it is answered once, with its result."""
-    redis, broker = servers.redis(appendonly=True), servers.mosquitto()
-    env = controller_env(redis, broker, tmp_path)
-    prefix, cid = env["TWIN_MQTT_PREFIX"], env["TWIN_CONTROLLER_ID"]
-    orch = orchestrators(broker, prefix, cid)
-    parts = Parts(env, tmp_path / "logs")
+    ctl = controller(servers, orchestrators, tmp_path, appendonly=True)
+    redis, orch, parts, cid = ctl.redis, ctl.orch, ctl.parts, ctl.cid
     try:
-        parts.ingress()
+        ctl.online()
         parts.worker(concurrency=1)
-        orch.wait(lambda: orch.status(cid)[-1:] == ["online"], 30, "the ingress online")
         rid = new_id("busy")
         orch.send({"id": rid, "cmd": "run", "scenario": {
             "mode": "dynamic",

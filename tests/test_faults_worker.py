@@ -19,10 +19,10 @@ from tests.conftest import new_id, running_stack
 from tests.faults.fixtures import orchestrators as orchestrators
 from tests.faults.fixtures import servers as servers
 from tests.faults.harness import (
-    Parts,
     Servers,
     assert_gapless,
     busy_child,
+    controller,
     controller_env,
     log_text,
     pool_children,
@@ -77,15 +77,11 @@ def test_a_dead_worker_hosts_job_is_run_again_within_a_minute(
     the job waited for Redis's visibility timeout (~22 minutes); now its lease runs out,
     the ingress finds the worker does not answer a ping, puts the job back in its queue,
     and the other worker runs it: answered once, within a minute of the death."""
-    redis, broker = servers.redis(), servers.mosquitto()
-    env = controller_env(redis, broker, tmp_path)
-    prefix, cid = env["TWIN_MQTT_PREFIX"], env["TWIN_CONTROLLER_ID"]
-    orch = orchestrators(broker, prefix, cid)
-    parts = Parts(env, tmp_path / "logs")
+    ctl = controller(servers, orchestrators, tmp_path)
+    redis, orch, parts, cid = ctl.redis, ctl.orch, ctl.parts, ctl.cid
     try:
-        parts.ingress()
+        ctl.online()
         workers = {name: parts.worker(name=name) for name in ("w1", "w2")}
-        orch.wait(lambda: orch.status(cid)[-1:] == ["online"], 30, "the ingress online")
         wait_worker(redis.url, 30)
         rid = new_id("orphan")
         orch.send({"id": rid, "cmd": "run", "scenario": {

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,35 @@ class Parts:
 
     def stop(self) -> None:
         stop_process_groups(list(self.procs.values()), timeout=10)
+
+
+@dataclass
+class Controller:
+    """One controller of a fault test on its own servers: nothing started yet but the
+    servers and the orchestrator (``parts`` starts the ingress and workers)."""
+
+    redis: RedisProcess
+    broker: MosquittoProcess
+    env: dict[str, str]
+    prefix: str
+    cid: str
+    orch: Orchestrator
+    parts: Parts
+
+    def online(self) -> None:
+        """The ingress started, and its retained status online."""
+        self.parts.ingress()
+        self.orch.wait(lambda: self.orch.status(self.cid)[-1:] == ["online"], 30,
+                       "the ingress online")
+
+
+def controller(servers: Servers, orchestrators: Callable[..., Orchestrator], tmp: Path,
+               *, appendonly: bool = False) -> Controller:
+    redis, broker = servers.redis(appendonly=appendonly), servers.mosquitto()
+    env = controller_env(redis, broker, tmp)
+    prefix, cid = env["TWIN_MQTT_PREFIX"], env["TWIN_CONTROLLER_ID"]
+    return Controller(redis, broker, env, prefix, cid, orchestrators(broker, prefix, cid),
+                      Parts(env, tmp / "logs"))
 
 
 def kill_proc(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
