@@ -99,10 +99,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
         while not stop.wait(0.5):
-            bad = stack.failed()
-            if bad:
-                print(f"twinctl: the {bad} stopped; stopping the rest", file=sys.stderr)
-                return 1
+            for line in stack.supervise():  # a part that died is restarted, with backoff
+                print(line, file=sys.stderr, flush=True)
         return 0
     except StackError as exc:
         print(f"twinctl: {exc}", file=sys.stderr)

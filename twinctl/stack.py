@@ -92,6 +92,13 @@ def stop_process_groups(procs: list[subprocess.Popen[bytes]], timeout: float = 1
             proc.wait()
 
 
+RESTART_FIRST_S = 1.0
+RESTART_MAX_S = 60.0
+RESTART_RESET_S = 300.0
+"""A part that dies is restarted after 1 s, then 2, 4… at most 60 s apart; a part that
+ran this long before it died starts the count again."""
+
+
 @dataclass
 class Stack:
     """Ingress, workers and optionally Flower as child processes."""
@@ -114,6 +121,11 @@ class Stack:
     """with ``quiet``: write each part's output to ``log_dir/<part>.log``"""
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     services: list[embedded.EmbeddedService] = field(default_factory=list)
+    restarts: dict[str, int] = field(default_factory=dict)
+    """how often each part was restarted by :meth:`supervise`"""
+    _argv: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    _started: dict[str, float] = field(default_factory=dict, repr=False)
+    _due: dict[str, float] = field(default_factory=dict, repr=False)
 
     @property
     def settings(self) -> Settings:
@@ -152,6 +164,7 @@ class Stack:
                   flush=True)
 
     def _spawn(self, name: str, argv: list[str]) -> None:
+        self._argv[name], self._started[name] = argv, time.monotonic()
         env = {**os.environ, **self.env}
         out: Any = None
         if self.quiet:
@@ -166,6 +179,31 @@ class Stack:
         )
         if hasattr(out, "close"):
             out.close()  # the child holds its own copy
+
+    def supervise(self, now: float | None = None) -> list[str]:
+        """Restart the parts that exited, each after a backoff (1 s, doubling to 60 s;
+        back to 1 s once it has run 5 minutes); the lines to say, one per event."""
+        now = time.monotonic() if now is None else now
+        said: list[str] = []
+        for name, proc in list(self.procs.items()):
+            if proc.poll() is None:
+                continue
+            due = self._due.get(name)
+            if due is None:
+                ran = now - self._started.get(name, now)
+                count = 0 if ran >= RESTART_RESET_S else self.restarts.get(name, 0)
+                delay = min(RESTART_MAX_S, RESTART_FIRST_S * 2 ** count)
+                self._due[name] = now + delay
+                said.append(f"twinctl: the {name} stopped (exit code {proc.returncode}) after "
+                            f"{ran:.0f} s; restarting it in {delay:g} s")
+                self.restarts[name] = count
+            elif now >= due:
+                del self._due[name]
+                self.restarts[name] = self.restarts.get(name, 0) + 1
+                self._spawn(name, self._argv[name])
+                said.append(f"twinctl: the {name} restarted (restart "
+                            f"{self.restarts[name]})")
+        return said
 
     def failed(self) -> str | None:
         """The name of a part that exited, if any."""
