@@ -6,12 +6,17 @@ Run a worker with ``celery -A tasks.app worker`` (or ``twinctl worker``).
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
+import time
 from typing import Any
 
 from celery import Celery, signals
 
 from common.logs import JsonFormatter, log_format
 
+from .queues import SUPERVISOR_ENV
 from .serializer import register_serializer
 
 __all__ = ["make_app", "app"]
@@ -37,6 +42,35 @@ def _json_logs(logger: logging.Logger, **_: Any) -> None:
             handler.setFormatter(JsonFormatter())
 
 
+ORPHAN_GRACE_S = 10.0
+"""How long a worker whose supervisor is gone may take to finish (it was sent SIGTERM
+with its supervisor's death) before it and its pool are killed."""
+
+
+def _watch_supervisor(**_: Any) -> None:
+    """A worker started by ``twinctl up`` must not outlive it: when its parent is gone
+    (SIGKILL, a crash: ``twinctl up`` could not stop it), the worker's warm shutdown
+    (SIGTERM, sent by the kernel with the parent's death) gets :data:`ORPHAN_GRACE_S`,
+    then the worker and its pool processes (its process group) are killed. A job cut
+    off so is run again (``acks_late``), or, real-time, answered lost by the ingress."""
+    raw = os.environ.get(SUPERVISOR_ENV, "")
+    if not raw.isdigit():
+        return
+    supervisor = int(raw)
+
+    def watch() -> None:
+        while os.getppid() == supervisor:
+            time.sleep(0.5)
+        logging.getLogger("twinctl.worker").error(
+            "the supervisor (pid %d, twinctl up) is gone: stopping; killed in %g s if not "
+            "stopped by then", supervisor, ORPHAN_GRACE_S)
+        time.sleep(ORPHAN_GRACE_S)
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
+
+
+signals.worker_init.connect(_watch_supervisor, weak=False)
 signals.after_setup_logger.connect(_json_logs, weak=False)
 signals.after_setup_task_logger.connect(_json_logs, weak=False)
 

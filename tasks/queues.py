@@ -9,7 +9,7 @@ stack runner and the Celery configuration import it.
 from __future__ import annotations
 
 __all__ = ["SHORT", "LONG", "REALTIME", "BATCH", "ALL", "RUN", "CALL", "REALTIME_RUN", "TASKS",
-           "HARD_MARGIN_S", "OPEN_ENDED_S"]
+           "HARD_MARGIN_S", "OPEN_ENDED_S", "SUPERVISOR_ENV"]
 
 SHORT = "twin.short"
 """static runs and function calls: milliseconds each"""
@@ -33,3 +33,7 @@ soft limit is killed then (and answered ``timeout``)."""
 
 OPEN_ENDED_S = 10 * 365 * 86_400
 """The "time limit" of an open-ended real-time run: none in practice (Celery needs a number)."""
+
+SUPERVISOR_ENV = "TWIN_SUPERVISOR_PID"
+"""Set by ``twinctl up`` for the workers it starts: its pid. A worker whose parent is no
+longer that process stops itself (tasks/app.py): no worker outlives ``twinctl up``."""

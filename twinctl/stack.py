@@ -165,7 +165,7 @@ class Stack:
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         self._argv[name], self._started[name] = argv, time.monotonic()
-        env = {**os.environ, **self.env}
+        env = {**os.environ, **self.env, queues.SUPERVISOR_ENV: str(os.getpid())}
         out: Any = None
         if self.quiet:
             out = subprocess.DEVNULL
