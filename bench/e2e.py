@@ -260,6 +260,14 @@ def machine() -> str:
             f"{platform.system()} {platform.release()}")
 
 
+def report(name: str, text: str, *, write: bool) -> None:
+    """Print a benchmark's section and, with ``write``, put it in docs/benchmarks.md."""
+    print()
+    print(text)
+    if write:
+        print(f"\nwritten to {write_section(name, text)}")
+
+
 def write_section(name: str, text: str) -> Path:
     """Replace this benchmark's section of docs/benchmarks.md (others stay)."""
     path = ROOT / "docs" / "benchmarks.md"
@@ -349,10 +357,7 @@ def main() -> int:
                                    for r in results[name]) for name in results),
     ]
     text = "\n".join(lines)
-    print()
-    print(text)
-    if not args.no_write:
-        print(f"\nwritten to {write_section('e2e', text)}")
+    report("e2e", text, write=not args.no_write)
     return 0
 
 

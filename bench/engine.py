@@ -27,7 +27,7 @@ from scipy.integrate import solve_ivp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.e2e import machine, write_section  # noqa: E402
+from bench.e2e import machine, report  # noqa: E402
 from scenario_builder import run_scenario  # noqa: E402
 
 G = 9.80665
@@ -135,10 +135,7 @@ def main() -> int:
         "code does not do: it returns its states only.",
     ]
     text = "\n".join(lines)
-    print()
-    print(text)
-    if not args.no_write:
-        print(f"\nwritten to {write_section('engine', text)}")
+    report("engine", text, write=not args.no_write)
     return 0
 
 

@@ -38,7 +38,7 @@ from bench.e2e import (  # noqa: E402
     machine,
     ours_command,
     percentile,
-    write_section,
+    report,
 )
 
 
@@ -147,9 +147,7 @@ def main() -> int:
         "unanswered, as documented.",
     ]
     text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_write:
-        print(f"wrote {write_section('fairness', text)}")
+    report("fairness", text, write=not args.no_write)
     return 0
 
 

@@ -35,7 +35,7 @@ from paho.mqtt.properties import Properties
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.e2e import machine, write_section  # noqa: E402
+from bench.e2e import machine, report  # noqa: E402
 from tasks.outbox import Outbox, outbox_stream  # noqa: E402
 from twinctl import embedded  # noqa: E402
 
@@ -192,10 +192,7 @@ def main() -> int:
         f"Median drain time {med:.2f} s.",
     ]
     text = "\n".join(lines)
-    print()
-    print(text)
-    if not args.no_write:
-        print(f"\nwritten to {write_section('outbox', text)}")
+    report("outbox", text, write=not args.no_write)
     return 0
 
 

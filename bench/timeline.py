@@ -36,7 +36,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.e2e import Client, fresh_stack, machine, ours_command, write_section  # noqa: E402
+from bench.e2e import Client, fresh_stack, machine, ours_command, report  # noqa: E402
 
 HOPS = (
     ("ack stored", "first reply and job entry stored by the ingress"),
@@ -172,9 +172,7 @@ def main() -> int:
         lines.append(f"| {hop} | {med:.2f} | {med - last:+.2f} | {what} |")
         last = med
     text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_write:
-        print(f"wrote {write_section('timeline', text)}")
+    report("timeline", text, write=not args.no_write)
     return 0
 
 

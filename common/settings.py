@@ -51,7 +51,7 @@ from .variables import (
 )
 
 __all__ = ["TABLE", "Setting", "Settings", "SettingsError", "MqttEndpoint", "load_settings",
-           "read", "redis_ssl_options", "settings_markdown",
+           "read", "redis_ssl_options", "settings_markdown", "KEY_NAME_RE",
            "with_settings_table"]
 
 PREFIX_RE = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*\Z")
@@ -404,7 +404,9 @@ def _command_secret(env: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-_KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+KEY_NAME_RE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+"""A command key's name (TWIN_COMMAND_KEYS_FILE): it names the orchestrator holding it."""
+_KEY_NAME = re.compile(KEY_NAME_RE + r"\Z")
 
 
 def _command_keys(env: Mapping[str, str], admins: tuple[str, ...] | None) -> dict[str, Any]:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 
+from . import signing
+
 __all__ = ["CLIENT_PROPERTY", "MAX_TOPIC_BYTES", "MAX_TOPIC_LEVELS", "MAX_CORRELATION_BYTES",
            "Route", "response_topic_of", "response_route", "confine", "user_properties",
            "client_of", "claimed_client"]
@@ -123,15 +125,12 @@ def claimed_client(msg: mqtt.MQTTMessage) -> str:
     :func:`client_of` says. Checked later: a wrong claim only shares the claimed
     orchestrator's queue, it gets nothing run."""
     props = user_properties(msg)
-    signature = props.get("signature")
+    signature = props.get(signing.SIGNATURE_PROPERTY)
     head = signature.encode("utf-8", "replace") if signature else bytes(msg.payload[:66])
     key, colon, _ = head.partition(b":")
-    if colon and _KEY.match(key):
+    if colon and signing.KEY_NAME.match(key):
         return key.decode("ascii")
     return client_of(props, response_topic_of(msg))
-
-
-_KEY = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 
 def client_of(props: dict[str, str], reply_to: str | None) -> str:

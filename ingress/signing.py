@@ -29,7 +29,7 @@ guard (ids are remembered for ``TWIN_DUPLICATE_TTL``, which is longer).
 Without keys, a ``signature`` property is ignored and a signature prefix is
 stripped: a client that signs can talk to a controller that does not check.
 
-The module has no I/O and no heavy imports: clients use :func:`sign_command`.
+The module has no I/O: clients use :func:`sign_command`.
 """
 
 from __future__ import annotations
@@ -45,9 +45,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from common.settings import KEY_NAME_RE
+
 from .errors import SignatureRefused
 
-__all__ = ["SIGNATURE_PROPERTY", "KEY_NAME_RE", "Keys", "Verified", "signing_string", "sign",
+__all__ = ["SIGNATURE_PROPERTY", "KEY_NAME", "Keys", "Verified", "signing_string", "sign",
            "signature_of", "signed_payload", "sign_command", "split_signature", "verify",
            "check_ts"]
 
@@ -57,9 +59,9 @@ SIGNATURE_PROPERTY = "signature"
 FUTURE_SKEW_S = 30.0
 """How far ahead of the controller's clock a signed command's ``ts`` may be."""
 
-KEY_NAME_RE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
-"""A key's name: it names the orchestrator that holds the key."""
 
+KEY_NAME = re.compile(KEY_NAME_RE.encode() + rb"\Z")
+"""A key's name, whole (bytes)."""
 _SIGNATURE = re.compile(rb"^(?:(" + KEY_NAME_RE.encode() + rb"):)?([0-9A-Fa-f]{64})\Z")
 _PREFIX = re.compile(rb"^((?:" + KEY_NAME_RE.encode() + rb":)?[0-9A-Fa-f]{64}) ")
 _HOW = ("sign '<command topic>\\n<response topic or nothing>\\n<command JSON>' with "
