@@ -93,10 +93,10 @@ def _answer(
     board = _board(controller)
     short = info.get("queue") == SHORT
     late = _late(expires_at)
-    stopped_early = False if short or late else _persist(
-        lambda: board.begin(request_id, info))
+    held = not short and late is None  # marked running (and leased, unless real-time)
+    stopped_early = _persist(lambda: board.begin(request_id, info)) if held else False
     started = time.perf_counter()
-    lease = _Lease(board, request_id) if not (short or late) \
+    lease = _Lease(board, request_id) if held and not stopped_early \
         and info["task"] != REALTIME_RUN else None
     try:
         if late is not None:
