@@ -153,7 +153,6 @@ class Monitor:
         if worker and app.control.ping(destination=[worker], timeout=1.0):
             self.board.lease(rid)
             return
-        tag = None
         with app.connection_for_write() as conn:
             channel = conn.default_channel
             tag = self._delivery_tag(channel.unacked_key, str(info.get("celery_id") or ""))

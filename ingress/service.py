@@ -2,8 +2,9 @@
 
 One :class:`Ingress` per controller owns the MQTT connections and the threads.
 paho's network thread only queues each command message, in its orchestrator's
-queue of the fair, bounded inbox (:mod:`ingress.inbox`); one handler thread takes
-them round robin and handles each (:class:`ingress.handler.Handler`: size →
+queue of the fair, bounded inbox (:mod:`ingress.inbox`); two handler threads (one
+for any command, one for small ones) take them round robin and handle each, one
+command of an orchestrator at a time (:class:`ingress.handler.Handler`: size →
 signature → JSON → envelope → fields → plan → duplicate-id guard and first reply →
 action), and the command
 is acknowledged to the broker (manual QoS 1 ack) only when handled, so a command
@@ -53,6 +54,7 @@ from .routing import claimed_client
 __all__ = ["Ingress"]
 
 log = logging.getLogger("twinctl.ingress")
+
 
 class Ingress:
     """The MQTT front of one controller."""
