@@ -35,6 +35,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/outbox.py
 	$(BIN)/python bench/realtime.py
 	$(BIN)/python bench/fairness.py
+	$(BIN)/python bench/redis_footprint.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

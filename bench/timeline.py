@@ -77,9 +77,9 @@ class Monitor:
     def _see(self, ts: float, line: str) -> None:
         words = line.split(" ", 4)
         cmd = words[0].upper() if words else ""
-        if cmd == "HSET" and len(words) > 3 and words[1].endswith(":keys"):
+        if cmd == "HSET" and len(words) > 3 and ":req:" in words[1]:
             # inside the outbox's Lua: the logical key of a reply, stored
-            rid = words[1].split(":req:", 1)[-1].rsplit(":", 1)[0]
+            rid = words[1].split(":req:", 1)[-1]
             if words[2] in ("ack", "final"):
                 self._mark(f"{words[2]} stored", rid, ts)
         elif cmd == "LPUSH" and len(words) > 1 and words[1] == "twin.short":

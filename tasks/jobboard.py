@@ -15,7 +15,8 @@ Keys (``{cid}`` is the controller id)::
     twin:{cid}:steer:{id}    hash "stop" -> "1", "in:{element.port}" -> value (JSON)
     twin:{cid}:client:{c}    sorted set request id -> time queued: the jobs of
                              orchestrator c queued or running (TWIN_MAX_JOBS_PER_CLIENT)
-    twin:{cid}:req:{id}:client  the orchestrator of a counted job (removed by end)
+    twin:{cid}:req:{id}      field "@": the orchestrator of a counted job (removed by
+                             end; the request's hash, :func:`tasks.outbox.request_key`)
     twin:{cid}:alive         sorted set request id -> time (unix s) by which a running
                              real-time job must renew its heartbeat, or it is lost, and
                              a running batch job its worker's lease (:meth:`JobBoard.lease`),
@@ -31,7 +32,7 @@ from typing import Any
 
 import redis
 
-from .outbox import JobKeys
+from .outbox import CLIENT_FIELD, JobKeys, request_key
 
 __all__ = ["JobBoard", "HEARTBEAT_MIN_S", "LEASE_S", "LEASE_RENEW_S"]
 
@@ -113,8 +114,8 @@ class JobBoard:
     def keys_of(self, request_id: str) -> JobKeys:
         """The keys :meth:`end` clears, for :meth:`tasks.outbox.Outbox.put_final`, which
         ends the job with its final reply in one round trip."""
-        return JobKeys((self.jobs_key, self.alive_key, self.steer_key(request_id),
-                        self.client_of_key(request_id)), self.client_key(""))
+        return JobKeys((self.jobs_key, self.alive_key, self.steer_key(request_id)),
+                       self.client_key(""))
 
     def end(self, request_id: str) -> None:
         """The job is over (its final reply is stored); see also :meth:`keys_of`."""
@@ -122,8 +123,8 @@ class JobBoard:
         pipe.hdel(self.jobs_key, request_id)
         pipe.zrem(self.alive_key, request_id)
         pipe.delete(self.steer_key(request_id))
-        pipe.get(self.client_of_key(request_id))
-        pipe.delete(self.client_of_key(request_id))
+        pipe.hget(request_key(self.cid, request_id), CLIENT_FIELD)
+        pipe.hdel(request_key(self.cid, request_id), CLIENT_FIELD)
         client = pipe.execute()[3]
         if client is not None:  # counted against its orchestrator (TWIN_MAX_JOBS_PER_CLIENT)
             self.redis.zrem(self.client_key(client.decode()), request_id)
@@ -133,16 +134,14 @@ class JobBoard:
         """Sorted set: request id -> when queued (unix s), of one orchestrator's jobs."""
         return f"twin:{self.cid}:client:{client}"
 
-    def client_of_key(self, request_id: str) -> str:
-        return f"twin:{self.cid}:req:{request_id}:client"
-
     def add_client_job(self, client: str, request_id: str) -> None:
         """The ingress queues a job of ``client``: it counts until :meth:`end` (or, if
         it is lost, until :meth:`drop_client_jobs` or the TTL)."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.zadd(self.client_key(client), {request_id: time.time()})
         pipe.expire(self.client_key(client), self.ttl)
-        pipe.set(self.client_of_key(request_id), client, ex=self.ttl)
+        pipe.hset(request_key(self.cid, request_id), CLIENT_FIELD, client)
+        pipe.expire(request_key(self.cid, request_id), self.ttl)
         pipe.execute()
 
     def client_jobs(self, client: str) -> dict[str, float]:

@@ -13,9 +13,15 @@ entry only after the broker's PUBACK.
 Keys (``{cid}`` is the controller id)::
 
     twin:{cid}:outbox            stream of {t: topic, p: payload, c: correlation hex}
-    twin:{cid}:req:{id}:seq      next seq of request id (INCR)
-    twin:{cid}:req:{id}:keys     hash logical key -> seq
-    twin:{cid}:id:{id}           the duplicate-id guard (SET NX, 24 h)
+    twin:{cid}:req:{id}          hash: everything kept of request id, for 24 h after its
+                                 last reply (one key per command, :func:`request_key`):
+                                   "#"        its next seq (HINCRBY)
+                                   "!"        the duplicate-id guard (HSETNX: the token
+                                              of the handling that claimed the id)
+                                   "@"        its orchestrator, while its job counts
+                                              (:meth:`tasks.jobboard.JobBoard.add_client_job`)
+                                   <logical key>  the seq of that reply (``ack``,
+                                              ``final``, ``data:17``…)
     twin:{cid}:outbox:data       stream ids of waiting data replies, oldest first
     twin:{cid}:outbox:dropped    data replies dropped (outbox full), by request id
     twin:{cid}:outbox:dead       replies that could never be sent, with the reason
@@ -35,19 +41,21 @@ import redis
 
 from .replies import encode_json, envelope_parts, timestamp
 
-__all__ = ["Outbox", "Stored", "First", "JobKeys", "outbox_stream", "dead_letter_stream"]
+__all__ = ["Outbox", "Stored", "First", "JobKeys", "outbox_stream", "dead_letter_stream",
+           "request_key", "CLIENT_FIELD"]
 
-# KEYS: 1 stream, 2 seq counter, 3 logical-key hash, 4 data index (list of "sid|id"),
-#       5 dropped counts by request; (put_first) 6 the duplicate-id guard
+# KEYS: 1 stream, 2 the request's hash (request_key), 3 data index (list of "sid|id"),
+#       4 dropped counts by request
 # ARGV: 1 request id, 2 topic, 3 correlation hex, 4 ttl, 5 max entries (0: no bound),
 #       6 logical key, 7 head, 8 tail, 9 "1" for a data reply;
 #       (put_first) 10 redelivered flag, 11 duplicate error key, 12 its head, 13 its tail,
 #       14 the guard's value: a token of this handling, so that a retry after a lost
 #          answer finds its own claim (and the logical key its own reply)
+# Logical keys never start with "#", "!" or "@" (the request hash's own fields).
 _APPEND_FN = """
 local function append(key, head, tail, is_data)
   if key ~= '' then
-    local existing = redis.call('HGET', KEYS[3], key)
+    local existing = redis.call('HGET', KEYS[2], key)
     if existing then
       return {0, tonumber(existing)}
     end
@@ -56,26 +64,25 @@ local function append(key, head, tail, is_data)
   if max > 0 and redis.call('XLEN', KEYS[1]) >= max then
     -- full: drop the oldest data reply still waiting; never an ack, result or error
     while true do
-      local item = redis.call('LPOP', KEYS[4])
+      local item = redis.call('LPOP', KEYS[3])
       if not item then break end
       local sep = string.find(item, '|', 1, true)
       if redis.call('XDEL', KEYS[1], string.sub(item, 1, sep - 1)) == 1 then
-        redis.call('HINCRBY', KEYS[5], string.sub(item, sep + 1), 1)
+        redis.call('HINCRBY', KEYS[4], string.sub(item, sep + 1), 1)
         break
       end
     end
   end
-  local seq = redis.call('INCR', KEYS[2]) - 1
-  redis.call('EXPIRE', KEYS[2], ARGV[4])
+  local seq = redis.call('HINCRBY', KEYS[2], '#', 1) - 1
   if key ~= '' then
-    redis.call('HSET', KEYS[3], key, seq)
-    redis.call('EXPIRE', KEYS[3], ARGV[4])
+    redis.call('HSET', KEYS[2], key, seq)
   end
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
   local extra = ''
-  local lost = redis.call('HGET', KEYS[5], ARGV[1])
+  local lost = redis.call('HGET', KEYS[4], ARGV[1])
   if lost then
     extra = ',"dropped_data":' .. lost
-    redis.call('HDEL', KEYS[5], ARGV[1])
+    redis.call('HDEL', KEYS[4], ARGV[1])
   end
   local payload = head .. seq .. extra .. tail
   local sid
@@ -85,44 +92,44 @@ local function append(key, head, tail, is_data)
     sid = redis.call('XADD', KEYS[1], '*', 't', ARGV[2], 'p', payload, 'c', ARGV[3])
   end
   if is_data == '1' then
-    redis.call('RPUSH', KEYS[4], sid .. '|' .. ARGV[1])
+    redis.call('RPUSH', KEYS[3], sid .. '|' .. ARGV[1])
     if max > 0 then
-      redis.call('LTRIM', KEYS[4], -max, -1)
+      redis.call('LTRIM', KEYS[3], -max, -1)
     end
   end
   return {1, seq}
 end
 """
 _APPEND = _APPEND_FN + "return append(ARGV[6], ARGV[7], ARGV[8], ARGV[9])"
-# The final reply and the end of its job in one round trip. KEYS 6-9: the job board's
-# running jobs (hash), heartbeats (sorted set), the job's steering hash and its
-# orchestrator's name; ARGV 10: the prefix of the orchestrators' sorted sets; 11, 12:
-# the head and tail of the reply to store instead if a stop was requested ('': none).
+# The final reply and the end of its job in one round trip. KEYS 5-7: the job board's
+# running jobs (hash), heartbeats (sorted set) and the job's steering hash; ARGV 10: the
+# prefix of the orchestrators' sorted sets; 11, 12: the head and tail of the reply to
+# store instead if a stop was requested ('': none).
 _FINAL = _APPEND_FN + """
 local r
-if ARGV[11] ~= '' and redis.call('HEXISTS', KEYS[8], 'stop') == 1 then
+if ARGV[11] ~= '' and redis.call('HEXISTS', KEYS[7], 'stop') == 1 then
   r = append(ARGV[6], ARGV[11], ARGV[12], '0')
 else
   r = append(ARGV[6], ARGV[7], ARGV[8], ARGV[9])
 end
-redis.call('HDEL', KEYS[6], ARGV[1])
-redis.call('ZREM', KEYS[7], ARGV[1])
-redis.call('DEL', KEYS[8])
-local client = redis.call('GET', KEYS[9])
+redis.call('HDEL', KEYS[5], ARGV[1])
+redis.call('ZREM', KEYS[6], ARGV[1])
+redis.call('DEL', KEYS[7])
+local client = redis.call('HGET', KEYS[2], '@')
 if client then
-  redis.call('DEL', KEYS[9])
+  redis.call('HDEL', KEYS[2], '@')
   redis.call('ZREM', ARGV[10] .. client, ARGV[1])
 end
 return r
 """
 # Returns {1, seq} for a new id, {2, seq} for a repeated one, {3, -1} for a re-delivery.
-# (put_first) KEYS 7: the job board's hash of jobs; ARGV 15: the job's entry ('' none)
+# (put_first) KEYS 5: the job board's hash of jobs; ARGV 15: the job's entry ('' none)
 _FIRST = _APPEND_FN + """
-if redis.call('SET', KEYS[6], ARGV[14], 'NX', 'EX', ARGV[4])
-    or redis.call('GET', KEYS[6]) == ARGV[14] then
+if redis.call('HSETNX', KEYS[2], '!', ARGV[14]) == 1
+    or redis.call('HGET', KEYS[2], '!') == ARGV[14] then
   local r = append(ARGV[6], ARGV[7], ARGV[8], ARGV[9])
   if ARGV[15] ~= '' then
-    redis.call('HSET', KEYS[7], ARGV[1], ARGV[15])
+    redis.call('HSET', KEYS[5], ARGV[1], ARGV[15])
   end
   return {1, r[2]}
 end
@@ -132,6 +139,16 @@ end
 local r = append(ARGV[11], ARGV[12], ARGV[13], '0')
 return {2, r[2]}
 """
+
+
+def request_key(controller: str, request_id: str) -> str:
+    """The one key kept per request: its seq, duplicate-id guard, orchestrator and the
+    seq of each logical reply (see the module's docstring)."""
+    return f"twin:{controller}:req:{request_id}"
+
+
+CLIENT_FIELD = "@"
+"""The field of :func:`request_key` naming a counted job's orchestrator."""
 
 
 def outbox_stream(controller: str) -> str:
@@ -148,8 +165,9 @@ class JobKeys:
     """Where the job board keeps a job (:meth:`tasks.jobboard.JobBoard.keys_of`): what
     :meth:`Outbox.put_final` removes with the final reply."""
 
-    keys: tuple[str, str, str, str]
-    """running jobs, heartbeats, the job's steering, the job's orchestrator"""
+    keys: tuple[str, str, str]
+    """running jobs, heartbeats, the job's steering (its orchestrator is in the request's
+    hash, :data:`CLIENT_FIELD`)"""
     client_prefix: str
     """the orchestrators' sorted sets are this prefix and the orchestrator's name"""
 
@@ -237,9 +255,9 @@ class Outbox:
 
     @staticmethod
     def _keys(controller: str, request_id: str) -> list[str]:
-        base = f"twin:{controller}:req:{request_id}"
         stream = outbox_stream(controller)
-        return [stream, f"{base}:seq", f"{base}:keys", f"{stream}:data", f"{stream}:dropped"]
+        return [stream, request_key(controller, request_id), f"{stream}:data",
+                f"{stream}:dropped"]
 
     def _args(self, request_id: str, topic: str, correlation: str | None, key: str,
               head: str, tail: str, rtype: str) -> list[Any]:
@@ -263,7 +281,7 @@ class Outbox:
     ) -> First:
         """The duplicate-id guard and the first reply of a request, in one round trip.
 
-        If ``request_id`` is new on this controller (``SET NX`` with the TTL) the
+        If ``request_id`` is new on this controller (``HSETNX`` of its guard) the
         reply is stored; if it was used before, the ``duplicate`` error fields are
         stored instead (continuing the id's seq), unless the message is a QoS 1
         re-delivery (``redelivered``), which gets nothing. ``token`` names this
@@ -274,9 +292,9 @@ class Outbox:
         """
         head, tail = envelope_parts(request_id, controller, rtype, fields)
         dhead, dtail = envelope_parts(request_id, controller, "error", duplicate)
-        guard = f"twin:{controller}:id:{request_id}"
+        keys = self._keys(controller, request_id)
         outcome, seq = self._first(
-            keys=[*self._keys(controller, request_id), guard, job[0] if job else guard],
+            keys=[*keys, job[0] if job else keys[1]],
             args=[*self._args(request_id, topic, correlation, key, head, tail, rtype),
                   "1" if redelivered else "0", f"duplicate:{uuid.uuid4().hex}", dhead, dtail,
                   token or f"{timestamp()} {uuid.uuid4().hex}", job[2] if job else ""],
@@ -292,7 +310,7 @@ class Outbox:
         """Whether each request's final reply is stored (one pipelined round trip)."""
         pipe = self.redis.pipeline(transaction=False)
         for rid in request_ids:
-            pipe.hexists(f"twin:{controller}:req:{rid}:keys", "final")
+            pipe.hexists(request_key(controller, rid), "final")
         return [bool(found) for found in pipe.execute()]
 
     def pending(self, controller: str) -> int:

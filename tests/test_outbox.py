@@ -17,7 +17,7 @@ from common.settings import MqttEndpoint
 from ingress.mqttconn import MqttConnection
 from ingress.publisher import Publisher
 from tasks.jobboard import JobBoard
-from tasks.outbox import Outbox, outbox_stream
+from tasks.outbox import Outbox, outbox_stream, request_key
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,10 @@ def test_seq_is_gapless_and_each_logical_reply_is_stored_once(rclient: redis.Red
     payloads = [json.loads(f[b"p"]) for _, f in entries]
     assert [(p["id"], p["seq"]) for p in payloads] == [
         ("r1", 0), ("r1", 1), ("r1", 2), ("r1", 3), ("r2", 0)]
-    assert rclient.ttl("twin:c:req:r1:seq") > 0
+    assert rclient.ttl(request_key("c", "r1")) > 0
+    # one key per request: its seq counter and logical keys, nothing else of it
+    assert sorted(k.decode() for k in rclient.keys("twin:c:req:*")) == [
+        "twin:c:req:r1", "twin:c:req:r2"]
 
 
 def _writer(url: str, rid: str, start: int, n: int) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tasks.outbox import request_key
 from tests.conftest import stack_env
 from tests.orchestrator import FINAL, Orchestrator
 from tests.services import MosquittoProcess, RedisProcess, free_port
@@ -254,8 +255,7 @@ def diagnose(orch: Orchestrator, redis: RedisProcess, cids: list[str], ids: list
         for rid in ids:
             if orch.finals(rid):
                 continue
-            held = {c: (client.exists(f"twin:{c}:id:{rid}"),
-                        client.get(f"twin:{c}:req:{rid}:seq")) for c in cids}
+            held = {c: tuple(client.hmget(request_key(c, rid), "!", "#")) for c in cids}
             lines.append(f"  {rid}: got {orch.types(rid)} from {sorted(orch.controllers(rid))};"
                          f" claimed/seq in Redis {held}")
         lines.append("  outboxes " + str({c: client.xlen(f"twin:{c}:outbox") for c in cids}))
