@@ -27,9 +27,9 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["Inbox", "Item", "QUANTUM", "OVERHEAD", "CLIENT_BYTES", "CLIENT_COMMANDS",
+__all__ = ["Acks", "Inbox", "Item", "QUANTUM", "OVERHEAD", "CLIENT_BYTES", "CLIENT_COMMANDS",
            "CLIENT_QOS0", "QOS0_RATE", "QOS0_BURST", "TOTAL_BYTES", "RECEIVE_MAXIMUM", "SMALL"]
 
 QUANTUM = 64 << 10
@@ -56,11 +56,17 @@ SMALL = 64 << 10
 a ping is not kept waiting while a 1 MB run is checked."""
 
 
+class Acks(Protocol):
+    """Where a command came from: acknowledges it to the broker once handled."""
+
+    def ack(self, mid: int, qos: int) -> None: ...
+
+
 @dataclass
 class Item:
     """One command message waiting: its connection, the message, whose, how large."""
 
-    conn: Any
+    conn: Acks
     msg: Any
     client: str
     size: int

@@ -184,6 +184,7 @@ class MqttConnection:
         max_inflight: int = 100,
         backoff: tuple[float, float] = (0.5, 10.0),
         retained: bool = True,
+        retained_topics: Sequence[str] = (),
         receive_maximum: int | None = None,
     ) -> None:
         if protocol not in PROTOCOLS:
@@ -194,6 +195,8 @@ class MqttConnection:
             raise ValueError("max_inflight must be at least 1")
         self._delays = Backoff(*backoff)
         self._retained = retained
+        self._retained_topics = frozenset(retained_topics)
+        """subscriptions that get retained messages even with ``retained`` false"""
         self._receive_maximum = receive_maximum
         """MQTT 5: how many QoS 1 messages the broker may send before we acknowledge
         (back-pressure for a handler that acknowledges after handling); None: 65 535"""
@@ -328,7 +331,8 @@ class MqttConnection:
         self._delays.reset()  # only after a successful CONNACK
         self._next_delay()
         for topic, qos in self._subscriptions:
-            if self.v5 and not self._retained:  # (commands: the broker keeps them back)
+            if (self.v5 and not self._retained  # (commands: the broker keeps them back)
+                    and topic not in self._retained_topics):
                 client.subscribe(topic, options=SubscribeOptions(
                     qos=qos, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND))
             else:

@@ -41,7 +41,7 @@ from tasks.outbox import Outbox
 
 from .admission import Admission
 from .handler import Handler
-from .inbox import RECEIVE_MAXIMUM, SMALL, Inbox, Item
+from .inbox import RECEIVE_MAXIMUM, SMALL, Acks, Inbox, Item
 from .jobcontrol import JobControl
 from .monitor import Monitor, status_message
 from .mqttconn import MqttConnection, Will, negotiate_protocol
@@ -50,6 +50,7 @@ from .policy import Policy
 from .publisher import Publisher
 from .replies import Durable, Replies
 from .routing import claimed_client
+from .takeover import Takeover, group_client_id, status_filter
 
 __all__ = ["Ingress"]
 
@@ -81,6 +82,8 @@ class Ingress:
         self.monitor = Monitor(settings, self.redis, self.board, self.admission, self.replies,
                                self._stop, self._publish_status)
         self.inbox = Inbox()
+        self.takeover = Takeover(settings, self.redis, self.outbox, receive=self._receive,
+                                 stopping=self._stop)
         self.conn: MqttConnection | None = None
         self.group_conn: MqttConnection | None = None
         self.publisher: Publisher | None = None
@@ -106,20 +109,23 @@ class Ingress:
             receive_maximum=RECEIVE_MAXIMUM,
         )
         if self.protocol == "5":
-            # The group's shared subscription has a session of its own that ends with
-            # the connection: a dead member leaves the group at once, and the broker
-            # hands the group's commands to the live ones. (On the persistent session
-            # above, the broker would go on queueing a share for the dead member.)
+            # The group's shared subscription has a persistent session of its own, which
+            # the watch of the members' statuses shares: when a member is gone, a live
+            # one drains its session (ingress/takeover.py), so that the commands the
+            # broker had given it are answered, and the broker gives it no more.
             gid = self.settings.group
+            watch = status_filter(self.settings)
             group = self.group_conn = MqttConnection(
                 endpoint=self.settings.mqtt,
-                client_id=f"twinctl-ingress-{self.cid}-group",
+                client_id=group_client_id(self.cid),
                 protocol="5",
-                persistent=False,
-                subscriptions=[(f"$share/{gid}/{self.settings.group_cmd_topic}", 1)],
-                on_message=lambda msg: self._receive(group, msg),
+                persistent=True,
+                subscriptions=[(f"$share/{gid}/{self.settings.group_cmd_topic}", 1),
+                               (watch, 1)],
+                on_message=lambda msg: self._receive_group(group, msg),
                 manual_ack=True,
                 retained=False,
+                retained_topics=[watch],
                 receive_maximum=RECEIVE_MAXIMUM,
             )
         self.publisher = Publisher(client=self.redis, connection=self.conn, controller=self.cid,
@@ -179,7 +185,7 @@ class Ingress:
         """QoS 0 commands dropped because their orchestrator had too much waiting."""
         return self.inbox.dropped
 
-    def _receive(self, conn: MqttConnection, msg: mqtt.MQTTMessage) -> None:
+    def _receive(self, conn: Acks, msg: mqtt.MQTTMessage) -> None:
         """paho's network thread: queue a command for the handler, in its orchestrator's
         queue of the fair, bounded inbox (:mod:`ingress.inbox`): beyond its bounds a
         QoS 1 command is refused unread, a QoS 0 one dropped (counted, logged every 5 s)."""
@@ -191,6 +197,16 @@ class Ingress:
                             "QoS 1 commands are refused with an answer, never dropped",
                             self.inbox.dropped)
                 self._dropped_said = now
+
+    def _receive_group(self, conn: MqttConnection, msg: mqtt.MQTTMessage) -> None:
+        """paho's network thread, the group connection: a group command, or a status
+        (a member gone is taken over)."""
+        if msg.topic.endswith("/status"):
+            if msg.qos:
+                conn.ack(msg.mid, msg.qos)
+            self.takeover.on_status(msg)
+        else:
+            self._receive(conn, msg)
 
     def _handle_loop(self, largest: int | None) -> None:
         while True:

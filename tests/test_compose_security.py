@@ -453,6 +453,8 @@ def test_the_controller_publishes_only_its_own_topics_and_response_topics(
         for topic in ("twin/c2/cmd", "twin/c2/reply/x", "twin/c2/status", "twin/group/default/cmd",
                       "plant/valve/setpoint", "$SYS/broker/forged"):
             assert ctl.refused(topic, "x"), topic
+        # it reads the other members' statuses (a group member gone is taken over)
+        assert not ctl.subscribe("twin/+/status").is_failure
         # the orchestrator reads its own response tree only, and cannot write into it
         assert orch.refused("responses/orchestrator/job-2", "x")
         assert ctl.sent("responses/someone-else/job-3", "x")

@@ -21,6 +21,8 @@ from twinctl.stack import Stack, stop_process_groups
 
 LPUSH = b"\r\nLPUSH\r\n"
 """The Redis command (RESP) by which kombu queues a Celery job."""
+EVALSHA = b"\r\nEVALSHA\r\n"
+"""The Redis command (RESP) of a Lua script: how the outbox stores a reply."""
 
 
 class BugSymptom(AssertionError):
