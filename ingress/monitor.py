@@ -27,6 +27,7 @@ from tasks.outbox import dead_letter_stream, outbox_stream
 from tasks.replies import encode_json, timestamp
 
 from .admission import Admission
+from .orphans import Orphans
 from .policy import Policy
 from .replies import Replies
 
@@ -68,6 +69,7 @@ class Monitor:
         self.replies = replies
         self.stop = stop
         self.publish_status = publish_status
+        self.orphans = Orphans(client)
         self._thread = threading.Thread(target=self._loop, name="ingress-monitor", daemon=True)
 
     def start(self) -> None:
@@ -92,8 +94,12 @@ class Monitor:
             self.admission.depths = depths
             try:
                 self.reap_lost()
+                if self.orphans.due():
+                    self.orphans.sweep()
             except redis.RedisError as exc:
-                log.debug("lost real-time jobs not checked: %s", exc)
+                log.debug("lost jobs not checked: %s", exc)
+            except Exception:  # noqa: BLE001  (Celery/kombu: tried again next time)
+                log.exception("lost jobs not checked")
             now = time.monotonic()
             if depths != published and now - last >= 5.0:
                 self.publish_status()

@@ -17,8 +17,11 @@ import pytest
 
 from tests.conftest import new_id, running_stack
 from tests.faults.fixtures import orchestrators as orchestrators
+from tests.faults.fixtures import proxies as proxies
 from tests.faults.fixtures import servers as servers
 from tests.faults.harness import (
+    EVALSHA,
+    BugSymptom,
     Servers,
     assert_gapless,
     busy_child,
@@ -28,8 +31,9 @@ from tests.faults.harness import (
     pool_children,
     wait_worker,
 )
-from tests.faults.scenarios import pid_loop
+from tests.faults.scenarios import pid_loop, static_run
 from tests.orchestrator import Orchestrator
+from tests.services import HoldingProxy, RedisProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
@@ -110,6 +114,52 @@ def test_a_dead_worker_hosts_job_is_run_again_within_a_minute(
         print(f"answered {took:.1f} s after its worker died")
         assert took < 60, f"answered {took:.0f} s after its worker died"
         assert "queued again" in parts.log("ingress")
+        client.close()
+    finally:
+        parts.stop()
+
+
+@pytest.mark.timeout(180)
+def test_a_dead_worker_hosts_short_job_is_run_again_within_a_minute(
+        servers: Servers, orchestrators: Callable[..., Orchestrator],
+        proxies: Callable[[RedisProcess], HoldingProxy], tmp_path: Path) -> None:
+    """A static run (a short job: never leased) is held by a worker whose host then
+    dies: the worker's Redis traffic goes through a proxy that holds its final reply
+    (the job's message taken, not acknowledged), and the worker is SIGKILLed whole.
+    Once it waited for Redis's visibility timeout (~22 minutes); now the ingress's
+    sweep finds a message no live worker holds and puts it back, and a second worker
+    answers it, within a minute of the death."""
+    ctl = controller(servers, orchestrators, tmp_path)
+    redis, orch, parts = ctl.redis, ctl.orch, ctl.parts
+    proxy = proxies(redis)
+    try:
+        ctl.online()
+        doomed = parts.spawn("w1", "worker", "--concurrency", "1",
+                             env={"TWIN_REDIS_URL": proxy.url()})
+        wait_worker(redis.url, 30)
+        proxy.arm(EVALSHA)  # the worker's first script call: the job's final reply
+        rid = new_id("short")
+        orch.send(static_run(rid))
+        assert proxy.held.wait(30), "the worker never stored a reply"
+        client = redis.client()
+        assert client.hlen("unacked") == 1, "the job's message is not held by the worker"
+        time.sleep(0.5)
+        assert orch.finals(rid) == 0, "answered before the worker died"
+        os.killpg(doomed.pid, signal.SIGKILL)  # the whole host, at once
+        died = time.monotonic()
+        parts.worker(name="w2")
+        try:
+            orch.wait(lambda: orch.finals(rid) > 0, 90, "the job's answer after the death")
+        except AssertionError as exc:
+            raise BugSymptom(str(exc)) from None
+        took = time.monotonic() - died
+        time.sleep(1.0)
+        replies = assert_gapless(orch, rid, ["ack", "result"])
+        assert replies[-1]["status"] == "ok", replies[-1]
+        print(f"answered {took:.1f} s after its worker died")
+        assert took < 60, f"answered {took:.0f} s after its worker died"
+        assert "queued again" in parts.log("ingress")
+        assert client.hlen("unacked") == 0
         client.close()
     finally:
         parts.stop()
