@@ -31,14 +31,20 @@ from .orphans import Orphans
 from .policy import Policy
 from .replies import Replies
 
-__all__ = ["Monitor", "status_message"]
+__all__ = ["Monitor", "status_message", "restarts_key"]
 
 log = logging.getLogger("twinctl.ingress")
 
 
+def restarts_key(controller: str) -> str:
+    """Hash part name -> how often ``twinctl up`` restarted it (since it started)."""
+    return f"twin:{controller}:restarts"
+
+
 def status_message(settings: Settings, state: str, *, protocol: str = "",
                    policy: Policy | None = None, library: InstanceLibrary | None = None,
-                   depths: dict[str, int] | None = None) -> str:
+                   depths: dict[str, int] | None = None,
+                   restarts: dict[str, int] | None = None) -> str:
     """The retained status: ``online`` with this controller's capabilities, or the
     ``offline`` of the last will and of a clean stop."""
     fields: dict[str, Any] = {"state": state, "controller": settings.controller_id,
@@ -54,6 +60,7 @@ def status_message(settings: Settings, state: str, *, protocol: str = "",
             queues={q: depths.get(q, 0) for q in queues.ALL},
             outbox=depths.get("outbox", 0),
             dead_letters=depths.get("dead_letters", 0),
+            restarts=dict(restarts or {}),
         )
     return encode_json(fields)
 
@@ -70,6 +77,8 @@ class Monitor:
         self.stop = stop
         self.publish_status = publish_status
         self.orphans = Orphans(client)
+        self.restarts: dict[str, int] = {}
+        """how often ``twinctl up`` restarted each part (what the status says)"""
         self._thread = threading.Thread(target=self._loop, name="ingress-monitor", daemon=True)
 
     def start(self) -> None:
@@ -85,13 +94,15 @@ class Monitor:
                     pipe.llen(q)
                 pipe.xlen(outbox_stream(self.settings.controller_id))
                 pipe.xlen(dead_letter_stream(self.settings.controller_id))
-                counts = pipe.execute()
+                pipe.hgetall(restarts_key(self.settings.controller_id))
+                *counts, restarted = pipe.execute()
             except redis.RedisError as exc:
                 log.debug("queue depths unavailable: %s", exc)
                 continue
             depths = {**dict(zip(queues.ALL, counts[:-2], strict=True)), "outbox": counts[-2],
                       "dead_letters": counts[-1]}
             self.admission.depths = depths
+            self.restarts = {k.decode(): int(v) for k, v in sorted(restarted.items())}
             try:
                 self.reap_lost()
                 if self.orphans.due():
@@ -101,9 +112,10 @@ class Monitor:
             except Exception:  # noqa: BLE001  (Celery/kombu: tried again next time)
                 log.exception("lost jobs not checked")
             now = time.monotonic()
-            if depths != published and now - last >= 5.0:
+            seen = {**depths, **{f"restarts:{k}": v for k, v in self.restarts.items()}}
+            if seen != published and now - last >= 5.0:
                 self.publish_status()
-                published, last = dict(depths), now
+                published, last = seen, now
 
     def reap_lost(self) -> None:
         """A running real-time job whose heartbeat stopped: its worker died. Answer it

@@ -172,7 +172,8 @@ class Ingress:
 
     def _status(self, state: str) -> str:
         return status_message(self.settings, state, protocol=self.protocol, policy=self.policy,
-                              library=self.library, depths=self.admission.depths)
+                              library=self.library, depths=self.admission.depths,
+                              restarts=self.monitor.restarts)
 
     def _publish_status(self) -> None:
         if self.conn is not None:

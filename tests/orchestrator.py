@@ -237,6 +237,12 @@ class Orchestrator:
     def has(self, rid: str, rtype: str) -> bool:
         return rtype in self.types(rid)
 
+    def last_status(self, controller: str) -> dict[str, Any] | None:
+        """The last status message ``controller`` published, or None."""
+        with self._cond:
+            found = [b for t, b, _ in self.messages if t.endswith(f"/{controller}/status")]
+        return found[-1] if found else None
+
     def status(self, controller: str) -> list[str]:
         """The states ``controller`` published on its status topic, in order."""
         with self._cond:

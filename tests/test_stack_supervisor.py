@@ -42,8 +42,13 @@ def test_a_part_that_dies_is_restarted_with_backoff(supervised: Stack) -> None:
     assert said[0].startswith("twinctl: the worker stopped (exit code -9)"), said
     assert f"restarting it in {RESTART_FIRST_S:g} s" in said[0]
     assert stack.restarts["worker"] == 1 and stack.procs["worker"].pid != old.pid
+    assert stack.restarted == {"worker": 1}
     assert stack.failed() is None
     with orchestrator_of(stack) as orch:  # the new worker takes the long queue's jobs
+        cid = stack.settings.controller_id
+        # the retained status counts the restart (within the monitor's 5 s)
+        orch.wait(lambda: (orch.last_status(cid) or {}).get("restarts") == {"worker": 1}, 15,
+                  "the restart in the status")
         rid = new_id("after-restart")
         replies = orch.request({"id": rid, "cmd": "run", "scenario": {
             "mode": "dynamic",

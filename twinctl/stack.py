@@ -122,7 +122,10 @@ class Stack:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     services: list[embedded.EmbeddedService] = field(default_factory=list)
     restarts: dict[str, int] = field(default_factory=dict)
-    """how often each part was restarted by :meth:`supervise`"""
+    """each part's quick restarts in a row (the backoff's exponent, :meth:`supervise`)"""
+    restarted: dict[str, int] = field(default_factory=dict)
+    """how often each part was restarted by :meth:`supervise`; also counted in Redis
+    for the retained status (``restarts``)"""
     _argv: dict[str, list[str]] = field(default_factory=dict, repr=False)
     _started: dict[str, float] = field(default_factory=dict, repr=False)
     _due: dict[str, float] = field(default_factory=dict, repr=False)
@@ -138,6 +141,7 @@ class Stack:
                 self.env, say=not self.quiet or self.log_dir is not None, **resolve)
             self.env.update(extra)
         settings = self.settings
+        self._count_restart(None)  # a new stack: no restarts yet
         py = [sys.executable, "-m", "twinctl"]
         self._spawn("ingress", [*py, "ingress"])
         self._spawn("worker", [*py, "worker", "--concurrency", str(self.workers),
@@ -200,10 +204,35 @@ class Stack:
             elif now >= due:
                 del self._due[name]
                 self.restarts[name] = self.restarts.get(name, 0) + 1
+                self.restarted[name] = self.restarted.get(name, 0) + 1
+                self._count_restart(name)
                 self._spawn(name, self._argv[name])
                 said.append(f"twinctl: the {name} restarted (restart "
                             f"{self.restarts[name]})")
         return said
+
+    def _count_restart(self, name: str | None) -> None:
+        """Count a restart of ``name`` in Redis (None: clear the counts), where the
+        ingress reads them for its status; Redis away: not counted, said once."""
+        import redis
+
+        from ingress.monitor import restarts_key
+
+        key = restarts_key(self.settings.controller_id)
+        try:
+            client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=2.0,
+                                          socket_connect_timeout=2.0,
+                                          **self.settings.redis_options)
+            try:
+                if name is None:
+                    client.delete(key)
+                else:
+                    client.hincrby(key, name, 1)
+            finally:
+                client.close()
+        except redis.RedisError as exc:
+            log.warning("twinctl: restart of the %s not counted in the status: %s",
+                        name or "stack", exc)
 
     def failed(self) -> str | None:
         """The name of a part that exited, if any."""
