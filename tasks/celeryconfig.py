@@ -45,6 +45,13 @@ broker_transport_options = {
     # above the hard time limit: a running job is never re-delivered to a second worker
     "visibility_timeout": task_time_limit * 2 + 60,
     "socket_keepalive": True,
+    # A Redis that vanishes without closing the connection (a host cut off the
+    # network, a failover) must not hold a worker in one socket read: kombu's docs say
+    # to set a socket timeout then (its BRPOP waits 1 s, far below it), and its
+    # health check drops a stale BRPOP connection after 1 + 10 s.
+    "socket_timeout": 10.0,
+    "socket_connect_timeout": 10.0,
+    "health_check_interval": 10,
 }
 broker_connection_retry_on_startup = True
 

@@ -6,8 +6,10 @@ can SIGKILL a server and start it again "after a crash" with whatever it had
 persisted: Redis's append-only file, Mosquitto's ``mosquitto.db``.
 
 Every server binds 127.0.0.1 on a port the test chose (:func:`free_port`), never
-the machine's shared ones. Each child is asked (``PR_SET_PDEATHSIG``) to die with
-the test process, and :meth:`stop` (used by the fixtures' finalizers) kills it.
+the machine's shared ones, unless it is given another ``host`` (the address of a test
+host in a network namespace, :mod:`tests.netns`). Each child is asked
+(``PR_SET_PDEATHSIG``) to die with the test process, and :meth:`stop` (used by the
+fixtures' finalizers) kills it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from typing import IO, Any
 
 from twinctl import embedded
 
-__all__ = ["HOST", "ServerError", "free_port", "RedisProcess", "MosquittoProcess", "HoldingProxy"]
+__all__ = ["HOST", "ServerError", "free_port", "RedisProcess", "MosquittoProcess", "HoldingProxy",
+           "mqtt_connack"]
 
 HOST = "127.0.0.1"
 
@@ -55,8 +58,10 @@ class _Server:
     name = "server"
     start_timeout = 20.0
 
-    def __init__(self, port: int, dir: str | os.PathLike[str]) -> None:
+    def __init__(self, port: int, dir: str | os.PathLike[str], host: str = HOST) -> None:
         self.port = port
+        self.host = host
+        """the address it binds and is reached at (127.0.0.1 unless told)"""
         self.dir = Path(dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.dir / f"{self.name}.log"
@@ -156,7 +161,7 @@ class _Server:
 
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.running else "down"
-        return f"<{type(self).__name__} {HOST}:{self.port} {state} dir={self.dir}>"
+        return f"<{type(self).__name__} {self.host}:{self.port} {state} dir={self.dir}>"
 
 
 class RedisProcess(_Server):
@@ -169,8 +174,9 @@ class RedisProcess(_Server):
 
     name = "redis"
 
-    def __init__(self, port: int, dir: str | os.PathLike[str], appendonly: bool = False) -> None:
-        super().__init__(port, dir)
+    def __init__(self, port: int, dir: str | os.PathLike[str], appendonly: bool = False,
+                 host: str = HOST) -> None:
+        super().__init__(port, dir, host)
         self.appendonly = appendonly
         self.exe = shutil.which("redis-server") or "redis-server"
 
@@ -178,7 +184,7 @@ class RedisProcess(_Server):
         return [
             self.exe,
             "--port", str(self.port),
-            "--bind", HOST,
+            "--bind", self.host,
             "--dir", str(self.dir),
             "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
@@ -190,7 +196,7 @@ class RedisProcess(_Server):
 
     @property
     def url(self) -> str:
-        return f"redis://{HOST}:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def client(self, db: int = 0, timeout: float = 5.0) -> Any:
         """A redis-py client for this server that does not retry by itself."""
@@ -198,7 +204,7 @@ class RedisProcess(_Server):
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        return redis.Redis(host=HOST, port=self.port, db=db, socket_timeout=timeout,
+        return redis.Redis(host=self.host, port=self.port, db=db, socket_timeout=timeout,
                            socket_connect_timeout=min(timeout, 1.0), retry=Retry(NoBackoff(), 0))
 
     def probe(self, remaining: float) -> str | None:
@@ -221,15 +227,15 @@ class MosquittoProcess(_Server):
 
     name = "mosquitto"
 
-    def __init__(self, port: int, dir: str | os.PathLike[str]) -> None:
-        super().__init__(port, dir)
+    def __init__(self, port: int, dir: str | os.PathLike[str], host: str = HOST) -> None:
+        super().__init__(port, dir, host)
         self.exe = shutil.which("mosquitto") or (
             "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else "mosquitto")
         self.conf = self.dir / "mosquitto.conf"
 
     def argv(self) -> list[str]:
         lines = [
-            f"listener {self.port} {HOST}",
+            f"listener {self.port} {self.host}",
             "allow_anonymous true",
             "set_tcp_nodelay true",
             "max_queued_messages 100000",
@@ -250,7 +256,7 @@ class MosquittoProcess(_Server):
 
     @property
     def url(self) -> str:
-        return f"mqtt://{HOST}:{self.port}"
+        return f"mqtt://{self.host}:{self.port}"
 
     def connected_clients(self) -> set[str]:
         """The client ids connected now, as the broker's log tells (since its last start)."""
@@ -281,8 +287,33 @@ class MosquittoProcess(_Server):
             time.sleep(0.05)
 
     def probe(self, remaining: float) -> str | None:
-        """None once the broker sends a CONNACK, else why not (the embedded module's probe)."""
-        return embedded.mqtt_probe(self.port)(remaining)
+        """None once the broker sends a CONNACK, else why not (the embedded module's probe
+        on 127.0.0.1, a bare MQTT 3.1.1 CONNECT elsewhere)."""
+        if self.host == HOST:
+            return embedded.mqtt_probe(self.port)(remaining)
+        return mqtt_connack(self.host, self.port, min(1.0, max(remaining, 0.05)))
+
+
+def mqtt_connack(host: str, port: int, timeout: float) -> str | None:
+    """None if an MQTT broker at ``host:port`` accepts a clean MQTT 3.1.1 session (its
+    CONNACK with return code 0, then a DISCONNECT), else why not."""
+    client_id = f"probe-{os.getpid()}-{time.monotonic_ns() % 10**9}".encode()
+    body = b"\x00\x04MQTT\x04\x02\x00\x0a" + len(client_id).to_bytes(2, "big") + client_id
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(bytes([0x10, len(body)]) + body)
+            got = b""
+            while len(got) < 4:
+                chunk = sock.recv(4 - len(got))
+                if not chunk:
+                    return "closed before its CONNACK"
+                got += chunk
+            if got[0] != 0x20 or got[3] != 0:
+                return f"no accepting CONNACK: {got.hex()}"
+            sock.sendall(b"\xe0\x00")
+    except OSError as exc:
+        return f"connect: {exc}"
+    return None
 
 
 class HoldingProxy:
