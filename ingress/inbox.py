@@ -143,6 +143,19 @@ class Inbox:
             self._cond.notify_all()
             return "queued"
 
+    def takes_qos0(self, name: str) -> bool:
+        """Whether a QoS 0 command of ``name`` would be queued now (nothing taken): read
+        before the message is decoded (:attr:`ingress.mqttread.ChunkedClient.qos0_gate`),
+        so that a flood is dropped for a few µs a message; False counts it dropped."""
+        with self._cond:
+            now = time.monotonic()
+            tokens, last = self._qos0_bucket.get(name, (float(self.qos0_burst), now))
+            if (self._qos0_of.get(name, 0) < CLIENT_QOS0
+                    and min(float(self.qos0_burst), tokens + (now - last) * self.qos0_rate) >= 1):
+                return True
+            self.dropped += 1
+            return False
+
     def _qos0_token(self, name: str) -> bool:
         """Take a token of ``name``'s QoS 0 bucket; False when it is empty."""
         now = time.monotonic()

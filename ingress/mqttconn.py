@@ -40,6 +40,7 @@ from common.retry import Backoff
 from common.settings import MqttEndpoint
 
 from .mqtt_failures import closed_line, failure_line, refusal_line
+from .mqttread import ChunkedClient
 
 __all__ = ["MqttConnection", "MqttError", "Will", "failure_line", "negotiate_protocol",
            "new_client", "refusal_line", "PROTOCOLS"]
@@ -82,10 +83,11 @@ def new_client(endpoint: MqttEndpoint, *, client_id: str = "",
                **kwargs: Any) -> mqtt.Client:
     """A paho client for ``endpoint``: TLS for ``mqtts://`` (:meth:`MqttEndpoint.tls_context`:
     TLS 1.2+, certificate and host name checked, CA file, client certificate), user name
-    and password, TCP_NODELAY. Every MQTT client made from the settings is made here."""
+    and password, TCP_NODELAY, reads in large chunks (:mod:`ingress.mqttread`). Every MQTT
+    client made from the settings is made here."""
     global _insecure_warned
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=protocol, **kwargs)
+    client = ChunkedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                           protocol=protocol, **kwargs)
     client.on_socket_open = _nodelay
     if endpoint.username:
         client.username_pw_set(endpoint.username, endpoint.password)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import cast
 
 import paho.mqtt.client as mqtt
 import redis
@@ -45,6 +46,7 @@ from .inbox import RECEIVE_MAXIMUM, SMALL, Acks, Inbox, Item
 from .jobcontrol import JobControl
 from .monitor import Monitor, status_message
 from .mqttconn import MqttConnection, Will, negotiate_protocol
+from .mqttread import ChunkedClient, RawPublish
 from .plans import Planner
 from .policy import Policy
 from .publisher import Publisher
@@ -128,6 +130,9 @@ class Ingress:
                 retained_topics=[watch],
                 receive_maximum=RECEIVE_MAXIMUM,
             )
+        for c in (self.conn, self.group_conn):
+            if c is not None and isinstance(c.client, ChunkedClient):
+                c.client.qos0_gate = self._takes_qos0
         self.publisher = Publisher(client=self.redis, connection=self.conn, controller=self.cid,
                                    reply_topic=self.settings.reply_topic, outbox=self.outbox)
         # one handler for any command, one for small ones (a ping is not kept behind
@@ -192,12 +197,25 @@ class Ingress:
         QoS 1 command is refused unread, a QoS 0 one dropped (counted, logged every 5 s)."""
         item = Item(conn, msg, claimed_client(msg), len(msg.payload))
         if self.inbox.put(item, qos=msg.qos) == "dropped":
-            now = time.monotonic()
-            if now - self._dropped_said >= 5.0:
-                log.warning("inbox full: %d QoS 0 command(s) dropped so far (a flood?); "
-                            "QoS 1 commands are refused with an answer, never dropped",
-                            self.inbox.dropped)
-                self._dropped_said = now
+            self._say_dropped()
+
+    def _say_dropped(self) -> None:
+        now = time.monotonic()
+        if now - self._dropped_said >= 5.0:
+            log.warning("inbox full: %d QoS 0 command(s) dropped so far (a flood?); "
+                        "QoS 1 commands are refused with an answer, never dropped",
+                        self.inbox.dropped)
+            self._dropped_said = now
+
+    def _takes_qos0(self, raw: RawPublish) -> bool:
+        """paho's network thread, before a QoS 0 command is decoded: dropped at once when
+        its orchestrator's QoS 0 share is used up (:meth:`ingress.inbox.Inbox.takes_qos0`)."""
+        if raw.topic.endswith("/status"):
+            return True  # (the group connection's watch: not a command)
+        if self.inbox.takes_qos0(claimed_client(cast(mqtt.MQTTMessage, raw))):
+            return True
+        self._say_dropped()
+        return False
 
     def _receive_group(self, conn: MqttConnection, msg: mqtt.MQTTMessage) -> None:
         """paho's network thread, the group connection: a group command, or a status

@@ -141,3 +141,36 @@ def test_ttl_is_read_from_the_envelope_and_a_late_command_expires() -> None:
         check_expired(command, now=1003.0)
     assert info.value.path == "ttl" and "waited 3.0 s" in info.value.message
     assert parse_command(b'{"id": "b", "cmd": "ping"}', max_bytes=1000).ttl is None
+
+
+def test_the_fast_json_reading_is_the_standard_librarys_or_steps_aside() -> None:
+    """orjson reads a command only where it reads it as ``json.loads`` does: floats of
+    every kind alike; integers beyond 64 bits stay Python ints (the standard way);
+    deep nesting is refused as before."""
+    import random
+    import struct
+    from typing import Any
+
+    from ingress.commands import _UNREAD, _read_fast
+    from ingress.errors import InvalidJson
+
+    rng = random.Random(7)
+    values: list[Any] = []
+    for _ in range(2000):
+        x = struct.unpack("d", rng.randbytes(8))[0]
+        if x == x and abs(x) != float("inf"):
+            values += [x, x * 1e-300, rng.random(), rng.randint(-10**17, 10**17)]
+    payload = json.dumps({"id": "f", "cmd": "ping", "v": values}).encode()
+    fast = _read_fast(payload)
+    assert fast is not _UNREAD and fast == json.loads(payload)
+    assert [type(v) for v in fast["v"]] == [type(v) for v in values]
+    big = b'{"id": "b", "cmd": "ping", "n": 123456789012345678901234567890}'
+    assert _read_fast(big) is _UNREAD
+    assert parse_command(big, max_bytes=10_000).body["n"] == 123456789012345678901234567890
+    deep = b'{"id": "d", "cmd": "ping", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    assert _read_fast(deep) is _UNREAD
+    with pytest.raises(InvalidJson, match="nested too deeply"):
+        parse_command(deep, max_bytes=100_000)
+    for bad in (b'{"id": "n", "cmd": "ping", "x": NaN}', b'{"id": "s", "x": "\\ud800"}',
+                b'\xff{"id": "u"}'):
+        assert _read_fast(bad) is _UNREAD  # the standard way says what is wrong

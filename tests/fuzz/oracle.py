@@ -183,6 +183,11 @@ class Oracle:
                                              f"{problem or 'envelope'}: {e}"))
         want = [m.code for m in self.expected_errors]
         have = [e.get("code") for e in got]
+        if len(want) == len(have) and self._same_errors_reordered(got):
+            # The order is kept per orchestrator only (ingress/inbox.py): a raw payload
+            # that starts like a signature (``name:…``) claims orchestrator ``name``,
+            # whose queue is handled beside the others'. Every error is there.
+            return
         if len(want) == len(have):
             for m, e in zip(self.expected_errors, got, strict=True):
                 if e.get("code") != m.code and e.get("code") not in m.alt:
@@ -209,6 +214,20 @@ class Oracle:
             for e in extra:
                 self.findings.append(Finding("an error on the errors topic that no command "
                                              "explains", None, json.dumps(e)[:300]))
+
+    def _same_errors_reordered(self, got: list[dict[str, Any]]) -> bool:
+        """Whether each error received matches one expected (its code or an alternative),
+        each expected one used once, in whatever order."""
+        pool = list(self.expected_errors)
+        for e in got:
+            code = e.get("code")
+            found = next((i for i, m in enumerate(pool) if code == m.code), None)
+            if found is None:
+                found = next((i for i, m in enumerate(pool) if code in m.alt), None)
+            if found is None:
+                return False
+            pool.pop(found)
+        return not pool
 
     def _check_rid(self, rid: str, msgs: list[Msg], replies: list[dict[str, Any]]) -> None:
         def bad(what: str, detail: str, m: Msg | None = None) -> None:
