@@ -11,7 +11,9 @@ and a session that ended with its connection would drop them. So:
 1. Every member watches the group's members' retained status (``{prefix}/+/status``,
    with the group in it). A member's ``offline`` — its last will, or its clean stop —
    starts a takeover of that member's session, unless another live member claimed it
-   first (``SET NX`` in Redis: ``twin:group:{group}:takeover:{cid}``, 2 minutes).
+   first (``SET NX`` in Redis: ``twin:group:{group}:takeover:{cid}``, 2 minutes; the
+   others look again every 10 s while the member stays offline, in case the claimer
+   dies too).
 2. The taker connects with the dead member's group client id, ``clean_start`` false
    (the session resumes: its queue and its in-flight commands, re-sent with the DUP
    flag) and a session expiry of 0 (the session ends with this connection), and at
@@ -67,6 +69,8 @@ QUIET_S = 1.0
 """A taken-over session is drained once nothing arrived for this long (and all is acked)."""
 MAX_S = 120.0
 """A takeover ends after this long whatever happens (the Redis claim lasts as long)."""
+RETRY_S = 10.0
+"""How often a member whose takeover another member claimed looks again."""
 
 
 def group_client_id(cid: str) -> str:
@@ -157,11 +161,14 @@ class Takeover:
     def _run(self, cid: str) -> None:
         token = f"{self.cid} {uuid.uuid4().hex}"
         try:
-            if not self.redis.set(self.claim_key(cid), token, nx=True, ex=int(MAX_S)):
-                return  # another live member drains it
-            with self._lock:
-                if self._state.get(cid) != "offline":
-                    return  # back meanwhile: its session is its own again
+            # Another live member's claim: it drains the session. If that member dies
+            # too, its claim runs out: look again every RETRY_S while ``cid`` is offline
+            # (a session already drained is gone: the look costs one connection).
+            while not self.redis.set(self.claim_key(cid), token, nx=True, ex=int(MAX_S)):
+                if self.stopping.wait(RETRY_S) or not self._offline(cid):
+                    return
+            if not self._offline(cid):
+                return  # back meanwhile: its session is its own again
             try:
                 self._drain(cid)
             finally:
@@ -174,6 +181,10 @@ class Takeover:
         finally:
             with self._lock:
                 self._running.discard(cid)
+
+    def _offline(self, cid: str) -> bool:
+        with self._lock:
+            return self._state.get(cid) == "offline"
 
     def _drain(self, cid: str) -> None:
         client = new_client(self.settings.mqtt, client_id=group_client_id(cid),

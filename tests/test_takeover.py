@@ -86,3 +86,37 @@ def test_commands_the_dead_member_answered_or_never_saw_are_left_alone(
     rclient.hset(request_key(DEAD, "r3"), "final", 1)
     assert not t.close_dangling(DEAD, payload("r3"))
     assert not t.close_dangling(DEAD, b"not json")
+
+
+def test_a_takeover_claimed_by_a_member_that_dies_too_is_done_by_another(
+        rclient: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The claim of a member that died mid-takeover runs out; a live member that saw the
+    same ``offline`` looks again and drains the session; none once the member is back."""
+    import time
+
+    import paho.mqtt.client as mqtt
+
+    from ingress import takeover as module
+
+    monkeypatch.setattr(module, "RETRY_S", 0.2)
+    t = taker(rclient)
+    drained: list[str] = []
+    monkeypatch.setattr(t, "_drain", drained.append)
+    rclient.set(t.claim_key(DEAD), "someone else", px=600)  # its claimer dies with it
+
+    def status(state: str) -> mqtt.MQTTMessage:
+        msg = mqtt.MQTTMessage(topic=f"tk/{DEAD}/status".encode())
+        msg.payload = json.dumps({"state": state, "controller": DEAD, "group": "g"}).encode()
+        return msg
+
+    t.on_status(status("offline"))
+    deadline = time.monotonic() + 5
+    while not drained and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert drained == [DEAD]
+    assert rclient.get(t.claim_key(DEAD)) is None  # released after the drain
+    rclient.set(t.claim_key(DEAD), "someone else", px=600)
+    t.on_status(status("offline"))
+    t.on_status(status("online"))  # back before the claim ran out: nothing to do
+    time.sleep(1.0)
+    assert drained == [DEAD]
