@@ -31,6 +31,7 @@ import time
 from typing import Any
 
 import redis
+from kombu.transport.redis import Channel as RedisChannel
 
 from tasks import queues
 from tasks.jobboard import JobBoard
@@ -73,32 +74,35 @@ class Orphans:
             return 0  # another ingress sweeps now
         from tasks.app import app  # (Celery's app: imported with the tasks already)
 
-        with app.connection_for_write() as conn:
+        stale = self._unleased(self._stale())
+        if not stale:
+            self._suspects = set()
+            return 0
+        held = self._held(app, sorted(set(stale.values())))
+        orphans = {tag for tag, task_id in stale.items() if task_id not in held}
+        due, self._suspects = orphans & self._suspects, orphans
+        if not due:
+            return 0
+        with app.connection_for_write() as conn:  # (a connection only to give back)
             channel: Any = conn.default_channel
-            stale = self._unleased(self._stale(channel))
-            if not stale:
-                self._suspects = set()
-                return 0
-            held = self._held(app, sorted(set(stale.values())))
-            orphans = {tag for tag, task_id in stale.items() if task_id not in held}
-            due, self._suspects = orphans & self._suspects, orphans
             for tag in sorted(due):
                 channel.qos.restore_by_tag(tag)
                 rid = self._shown(tag)[0]
                 log.error("request %s: its job (Celery task %s) was held by a worker that "
                           "no longer answers; the job is queued again", rid or "?",
                           stale[tag])
-            self.restored += len(due)
-            return len(due)
+        self.restored += len(due)
+        return len(due)
 
-    def _stale(self, channel: Any) -> dict[str, str]:
+    def _stale(self) -> dict[str, str]:
         """Delivery tag -> Celery task id, of batch messages taken over :attr:`stale_s`
-        ago and still unacknowledged."""
-        tags = self.redis.zrangebyscore(channel.unacked_index_key, "-inf",
+        ago and still unacknowledged (kombu's keys, read here without a connection of
+        kombu's own)."""
+        tags = self.redis.zrangebyscore(RedisChannel.unacked_index_key, "-inf",
                                         time.time() - self.stale_s)
         if not tags:
             return {}
-        raws = self.redis.hmget(channel.unacked_key, tags)  # type: ignore[arg-type]
+        raws = self.redis.hmget(RedisChannel.unacked_key, tags)  # type: ignore[arg-type]
         self._messages = {}
         found: dict[str, str] = {}
         for tag, raw in zip(tags, raws, strict=True):

@@ -51,6 +51,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import redis
+from kombu.transport.redis import Channel as RedisChannel
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -303,5 +304,6 @@ class Takeover:
                 chunk: list[bytes] = self.redis.lrange(queue, start, start + 499)  # type: ignore[assignment]
                 if any(needle in raw for raw in chunk):
                     return True
-        return any(needle in raw for _, raw in self.redis.hscan_iter("unacked", count=500))
+        return any(needle in raw for _, raw in self.redis.hscan_iter(
+            RedisChannel.unacked_key, count=500))
 
