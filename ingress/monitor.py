@@ -83,6 +83,18 @@ class Monitor:
 
     def start(self) -> None:
         self._thread.start()
+        threading.Thread(target=self._sweep_loop, name="ingress-orphans", daemon=True).start()
+
+    def _sweep_loop(self) -> None:
+        """The sweep of messages no live worker holds (:mod:`ingress.orphans`), in a
+        thread of its own: its broadcast to the workers (1 s) holds up nothing else."""
+        while not self.stop.wait(self.orphans.every_s):
+            try:
+                self.orphans.sweep()
+            except redis.RedisError as exc:
+                log.debug("orphaned jobs not checked: %s", exc)
+            except Exception:  # noqa: BLE001  (Celery/kombu: tried again next time)
+                log.exception("orphaned jobs not checked")
 
     def _loop(self) -> None:
         published: dict[str, int] = {}
@@ -105,12 +117,8 @@ class Monitor:
             self.restarts = {k.decode(): int(v) for k, v in sorted(restarted.items())}
             try:
                 self.reap_lost()
-                if self.orphans.due():
-                    self.orphans.sweep()
             except redis.RedisError as exc:
                 log.debug("lost jobs not checked: %s", exc)
-            except Exception:  # noqa: BLE001  (Celery/kombu: tried again next time)
-                log.exception("lost jobs not checked")
             now = time.monotonic()
             seen = {**depths, **{f"restarts:{k}": v for k, v in self.restarts.items()}}
             if seen != published and now - last >= 5.0:

@@ -57,19 +57,15 @@ class Orphans:
         self.redis = client
         self.stale_s = stale_s
         self.every_s = every_s
-        self._next = 0.0
         self._suspects: set[str] = set()
         """delivery tags that no worker claimed at the last sweep"""
         self.restored = 0
         self._messages: dict[str, dict[str, Any]] = {}
         """the headers of the stale messages of this sweep, by delivery tag"""
 
-    def due(self) -> bool:
-        return time.monotonic() >= self._next
-
     def sweep(self) -> int:
-        """Give back the messages no worker held at this sweep and the last; how many."""
-        self._next = time.monotonic() + self.every_s
+        """Give back the messages no worker held at this sweep and the last; how many
+        (run every :attr:`every_s`)."""
         if not self.redis.set(CLAIM_KEY, "1", nx=True, px=int(self.every_s * 900)):
             return 0  # another ingress sweeps now
         from tasks.app import app  # (Celery's app: imported with the tasks already)
