@@ -25,6 +25,10 @@ Keys (``{cid}`` is the controller id)::
     twin:{cid}:outbox:data       stream ids of waiting data replies, oldest first
     twin:{cid}:outbox:dropped    data replies dropped (outbox full), by request id
     twin:{cid}:outbox:dead       replies that could never be sent, with the reason
+    twin:{cid}:id:{id}, twin:{cid}:req:{id}:seq
+                                 the guard and seq of versions before one key per
+                                 request: read by the guard, never written
+                                 (:func:`legacy_keys`)
 
 With a bound (``max_entries``), a full outbox drops its oldest waiting ``data``
 reply to make room — never an ``ack``, ``result`` or ``error`` — and the next
@@ -42,7 +46,7 @@ import redis
 from .replies import encode_json, envelope_parts, timestamp
 
 __all__ = ["Outbox", "Stored", "First", "JobKeys", "outbox_stream", "dead_letter_stream",
-           "request_key", "CLIENT_FIELD"]
+           "request_key", "legacy_keys", "CLIENT_FIELD"]
 
 # KEYS: 1 stream, 2 the request's hash (request_key), 3 data index (list of "sid|id"),
 #       4 dropped counts by request
@@ -123,10 +127,19 @@ end
 return r
 """
 # Returns {1, seq} for a new id, {2, seq} for a repeated one, {3, -1} for a re-delivery.
-# (put_first) KEYS 5: the job board's hash of jobs; ARGV 15: the job's entry ('' none)
+# (put_first) KEYS 5: the job board's hash of jobs; 6, 7: the guard key and seq counter
+# of versions before the one-key layout (legacy_keys: an id used within 24 h before an
+# upgrade stays used, and its seq goes on); ARGV 15: the job's entry ('' none)
 _FIRST = _APPEND_FN + """
-if redis.call('HSETNX', KEYS[2], '!', ARGV[14]) == 1
-    or redis.call('HGET', KEYS[2], '!') == ARGV[14] then
+local legacy = redis.call('EXISTS', KEYS[6]) == 1
+if legacy and redis.call('HEXISTS', KEYS[2], '#') == 0 then
+  local next_seq = redis.call('GET', KEYS[7])
+  if next_seq then
+    redis.call('HSET', KEYS[2], '#', next_seq)
+  end
+end
+if not legacy and (redis.call('HSETNX', KEYS[2], '!', ARGV[14]) == 1
+    or redis.call('HGET', KEYS[2], '!') == ARGV[14]) then
   local r = append(ARGV[6], ARGV[7], ARGV[8], ARGV[9])
   if ARGV[15] ~= '' then
     redis.call('HSET', KEYS[5], ARGV[1], ARGV[15])
@@ -145,6 +158,14 @@ def request_key(controller: str, request_id: str) -> str:
     """The one key kept per request: its seq, duplicate-id guard, orchestrator and the
     seq of each logical reply (see the module's docstring)."""
     return f"twin:{controller}:req:{request_id}"
+
+
+def legacy_keys(controller: str, request_id: str) -> tuple[str, str]:
+    """The duplicate-id guard and seq counter of versions before one key per request
+    (keys of their own, 24 h): still read, never written, so that no id used in the
+    24 h before an upgrade can be used again after it, and its seq goes on. (Remove
+    once no such key can be left: 24 h after every controller runs this version.)"""
+    return f"twin:{controller}:id:{request_id}", f"twin:{controller}:req:{request_id}:seq"
 
 
 CLIENT_FIELD = "@"
@@ -294,7 +315,7 @@ class Outbox:
         dhead, dtail = envelope_parts(request_id, controller, "error", duplicate)
         keys = self._keys(controller, request_id)
         outcome, seq = self._first(
-            keys=[*keys, job[0] if job else keys[1]],
+            keys=[*keys, job[0] if job else keys[1], *legacy_keys(controller, request_id)],
             args=[*self._args(request_id, topic, correlation, key, head, tail, rtype),
                   "1" if redelivered else "0", f"duplicate:{uuid.uuid4().hex}", dhead, dtail,
                   token or f"{timestamp()} {uuid.uuid4().hex}", job[2] if job else ""],

@@ -17,7 +17,7 @@ from common.settings import MqttEndpoint
 from ingress.mqttconn import MqttConnection
 from ingress.publisher import Publisher
 from tasks.jobboard import JobBoard
-from tasks.outbox import Outbox, outbox_stream, request_key
+from tasks.outbox import Outbox, legacy_keys, outbox_stream, request_key
 
 pytestmark = pytest.mark.integration
 
@@ -185,3 +185,25 @@ def test_a_stop_before_a_short_jobs_result_makes_it_stopped(rclient: redis.Redis
         assert [p["status"] for p in payloads] == (["stopped"] if stop else ["ok"])
         assert "values" not in payloads[0] if stop else payloads[0]["values"]
         assert not rclient.exists(board.steer_key(rid))  # the stop flag went with the job
+
+
+def test_an_id_used_in_the_24_h_before_an_upgrade_stays_used(rclient: redis.Redis) -> None:
+    """Versions before one key per request kept the guard (``twin:{cid}:id:{id}``) and
+    the seq (``…:req:{id}:seq``) in keys of their own: an id they guarded is a duplicate
+    after the upgrade, and its duplicate error goes on with its seq (a captured signed
+    command cannot be replayed across an upgrade)."""
+    box, cid = Outbox(rclient), f"c-{uuid.uuid4().hex[:6]}"
+    guard, seq = legacy_keys(cid, "old-1")
+    rclient.set(guard, "2026-11-30T10:00:00Z token", ex=86_400)
+    rclient.set(seq, 2, ex=86_400)  # it had an ack (0) and a result (1)
+    first = box.put_first(controller=cid, request_id="old-1", key="ack", rtype="ack",
+                          fields={}, topic="t/r", duplicate={"code": "duplicate_id",
+                                                             "message": "m"})
+    assert (first.outcome, first.seq) == ("duplicate", 2)
+    redelivered = box.put_first(controller=cid, request_id="old-1", key="ack", rtype="ack",
+                                fields={}, topic="t/r", duplicate={}, redelivered=True)
+    assert redelivered.outcome == "redelivered"
+    new = box.put_first(controller=cid, request_id="new-1", key="ack", rtype="ack",
+                        fields={}, topic="t/r", duplicate={})
+    assert (new.outcome, new.seq) == ("new", 0)
+    assert not rclient.exists(*legacy_keys(cid, "new-1"))  # never written
