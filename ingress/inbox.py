@@ -148,19 +148,21 @@ class Inbox:
         before the message is decoded (:attr:`ingress.mqttread.ChunkedClient.qos0_gate`),
         so that a flood is dropped for a few µs a message; False counts it dropped."""
         with self._cond:
-            now = time.monotonic()
-            tokens, last = self._qos0_bucket.get(name, (float(self.qos0_burst), now))
             if (self._qos0_of.get(name, 0) < CLIENT_QOS0
-                    and min(float(self.qos0_burst), tokens + (now - last) * self.qos0_rate) >= 1):
+                    and self._qos0_tokens(name, time.monotonic()) >= 1.0):
                 return True
             self.dropped += 1
             return False
 
+    def _qos0_tokens(self, name: str, now: float) -> float:
+        """The tokens in ``name``'s QoS 0 bucket at ``now`` (refilled at the rate)."""
+        tokens, last = self._qos0_bucket.get(name, (float(self.qos0_burst), now))
+        return min(float(self.qos0_burst), tokens + (now - last) * self.qos0_rate)
+
     def _qos0_token(self, name: str) -> bool:
         """Take a token of ``name``'s QoS 0 bucket; False when it is empty."""
         now = time.monotonic()
-        tokens, last = self._qos0_bucket.get(name, (float(self.qos0_burst), now))
-        tokens = min(float(self.qos0_burst), tokens + (now - last) * self.qos0_rate)
+        tokens = self._qos0_tokens(name, now)
         if tokens < 1.0:
             self._qos0_bucket[name] = (tokens, now)
             return False

@@ -9,7 +9,6 @@ publishes the retained status again when the depths changed (at most every 5 s).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -27,7 +26,7 @@ from tasks.outbox import dead_letter_stream, outbox_stream
 from tasks.replies import encode_json, timestamp
 
 from .admission import Admission
-from .orphans import Orphans
+from .orphans import Orphans, held_tag
 from .policy import Policy
 from .replies import Replies
 
@@ -151,21 +150,6 @@ class Monitor:
                           info.get("worker"))
             self.board.end(rid)
 
-    def _delivery_tag(self, unacked_key: str, celery_id: str) -> str | None:
-        """The delivery tag of the unacknowledged Celery message of task ``celery_id``
-        (kombu keeps them in a hash, tag -> [message, exchange, routing key]; the pool
-        process running a task is not told its tag). Read only when a lease ran out."""
-        if not celery_id:
-            return None
-        for tag, raw in self.redis.hscan_iter(unacked_key, count=100):
-            try:
-                headers = json.loads(raw)[0].get("headers") or {}
-            except (ValueError, TypeError, IndexError, AttributeError):
-                continue
-            if headers.get("id") == celery_id:
-                return tag.decode() if isinstance(tag, bytes) else str(tag)
-        return None
-
     def _give_back(self, rid: str, info: dict[str, Any]) -> None:
         """A batch job whose worker stopped renewing its lease. If that worker still
         answers a Celery ping, it only could not reach Redis for a while: its lease is
@@ -179,11 +163,10 @@ class Monitor:
         if worker and app.control.ping(destination=[worker], timeout=1.0):
             self.board.lease(rid)
             return
-        with app.connection_for_write() as conn:
-            channel = conn.default_channel
-            tag = self._delivery_tag(channel.unacked_key, str(info.get("celery_id") or ""))
-            if tag is not None:
-                channel.qos.restore_by_tag(tag)
+        tag = held_tag(self.redis, str(info.get("celery_id") or ""))
+        if tag is not None:
+            with app.connection_for_write() as conn:
+                conn.default_channel.qos.restore_by_tag(tag)
         self.board.requeued(rid, info)
         log.error("request %s: its worker %s stopped renewing its lease and does not answer; "
                   "the job is queued again%s", rid, worker or "?",

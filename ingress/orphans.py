@@ -28,6 +28,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -36,7 +37,7 @@ from kombu.transport.redis import Channel as RedisChannel
 from tasks import queues
 from tasks.jobboard import JobBoard
 
-__all__ = ["Orphans", "STALE_S", "EVERY_S"]
+__all__ = ["Orphans", "STALE_S", "EVERY_S", "unacked_messages", "held_tag"]
 
 log = logging.getLogger("twinctl.ingress")
 
@@ -47,6 +48,37 @@ EVERY_S = 5.0
 CLAIM_KEY = "twin:orphans:sweep"
 _SHOWN = re.compile(r"^\('([^'\\]*)', '([^'\\]*)'")
 """request id and controller id, the first two of a job's ``argsrepr``"""
+
+
+def _read(raw: bytes | str) -> tuple[dict[str, Any], str] | None:
+    """(headers, routing key) of one of kombu's unacknowledged messages (its ``unacked``
+    hash holds ``[message, exchange, routing key]``), or None if it is unreadable."""
+    try:
+        message, _, routing_key = json.loads(raw)
+        return dict(message.get("headers") or {}), str(routing_key)
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def _name(tag: Any) -> str:
+    return tag.decode() if isinstance(tag, bytes) else str(tag)
+
+
+def unacked_messages(client: redis.Redis) -> Iterator[tuple[str, bytes]]:
+    """(delivery tag, raw message) of every message a worker took and has not
+    acknowledged (a scan of kombu's hash: for rare checks only)."""
+    for tag, raw in client.hscan_iter(RedisChannel.unacked_key, count=500):
+        yield _name(tag), raw
+
+
+def held_tag(client: redis.Redis, celery_id: str) -> str | None:
+    """The delivery tag of the unacknowledged message of Celery task ``celery_id`` (the
+    pool process running a task is not told its tag), or None."""
+    for tag, raw in unacked_messages(client) if celery_id else ():
+        read = _read(raw)
+        if read is not None and read[0].get("id") == celery_id:
+            return tag
+    return None
 
 
 class Orphans:
@@ -102,18 +134,14 @@ class Orphans:
         self._messages = {}
         found: dict[str, str] = {}
         for tag, raw in zip(tags, raws, strict=True):
-            if raw is None:
+            read = _read(raw) if raw is not None else None
+            if read is None:
                 continue
-            try:
-                message, _, routing_key = json.loads(raw)
-                headers = message.get("headers") or {}
-            except (ValueError, TypeError, AttributeError):
-                continue
+            headers, routing_key = read
             task_id = headers.get("id")
             if routing_key in queues.BATCH and isinstance(task_id, str):
-                name = tag.decode() if isinstance(tag, bytes) else str(tag)
-                found[name] = task_id
-                self._messages[name] = headers
+                found[_name(tag)] = task_id
+                self._messages[_name(tag)] = headers
         return found
 
     def _shown(self, tag: str) -> tuple[str | None, str | None]:

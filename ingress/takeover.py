@@ -51,7 +51,6 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import redis
-from kombu.transport.redis import Channel as RedisChannel
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -61,6 +60,7 @@ from tasks.outbox import Outbox, request_key
 
 from .commands import sniff_id
 from .mqttconn import new_client
+from .orphans import unacked_messages
 
 __all__ = ["Takeover", "group_client_id", "status_filter", "QUIET_S"]
 
@@ -304,6 +304,5 @@ class Takeover:
                 chunk: list[bytes] = self.redis.lrange(queue, start, start + 499)  # type: ignore[assignment]
                 if any(needle in raw for raw in chunk):
                     return True
-        return any(needle in raw for _, raw in self.redis.hscan_iter(
-            RedisChannel.unacked_key, count=500))
+        return any(needle in raw for _, raw in unacked_messages(self.redis))
 
