@@ -104,7 +104,8 @@ class Handler:
         plan = self._plan(command)
         if route.refused:
             plan.fields = {**plan.fields, "warnings": list(route.refused)}
-        stored = self.replies.first(command, plan.key, plan.rtype, plan.fields, job=plan.entry)
+        stored = self.replies.first(command, plan.key, plan.rtype, plan.fields, job=plan.entry,
+                                    spec=plan.spec)
         outcome = (str(plan.fields.get("code", "error")) if plan.rtype == "error"
                    else plan.rtype)
         if stored.outcome != "new":

@@ -29,6 +29,7 @@ from .admission import Admission
 from .orphans import Orphans, held_tag
 from .policy import Policy
 from .replies import Replies
+from .vanished import Vanished
 
 __all__ = ["Monitor", "status_message", "restarts_key"]
 
@@ -76,6 +77,7 @@ class Monitor:
         self.stop = stop
         self.publish_status = publish_status
         self.orphans = Orphans(client)
+        self.vanished = Vanished(client, board)
         self.restarts: dict[str, int] = {}
         """how often ``twinctl up`` restarted each part (what the status says)"""
         self._thread = threading.Thread(target=self._loop, name="ingress-monitor", daemon=True)
@@ -85,15 +87,18 @@ class Monitor:
         threading.Thread(target=self._sweep_loop, name="ingress-orphans", daemon=True).start()
 
     def _sweep_loop(self) -> None:
-        """The sweep of messages no live worker holds (:mod:`ingress.orphans`), in a
-        thread of its own: its broadcast to the workers (1 s) holds up nothing else."""
+        """The sweeps of messages no live worker holds (:mod:`ingress.orphans`) and of
+        jobs whose message vanished (:mod:`ingress.vanished`), in a thread of their own:
+        the broadcast to the workers (1 s) holds up nothing else."""
         while not self.stop.wait(self.orphans.every_s):
-            try:
-                self.orphans.sweep()
-            except redis.RedisError as exc:
-                log.debug("orphaned jobs not checked: %s", exc)
-            except Exception:  # noqa: BLE001  (Celery/kombu: tried again next time)
-                log.exception("orphaned jobs not checked")
+            for what, sweep in (("orphaned jobs", self.orphans.sweep),
+                                ("vanished jobs", self.vanished.sweep)):
+                try:
+                    sweep()
+                except redis.RedisError as exc:
+                    log.debug("%s not checked: %s", what, exc)
+                except Exception:  # noqa: BLE001  (Celery/kombu: tried again next time)
+                    log.exception("%s not checked", what)
 
     def _loop(self) -> None:
         published: dict[str, int] = {}

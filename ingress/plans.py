@@ -32,6 +32,7 @@ from . import limits
 from .admission import Admission
 from .commands import Command
 from .jobcontrol import JobControl
+from .jobspec import Job
 from .policy import Policy
 from .replies import Durable, Replies
 
@@ -50,29 +51,8 @@ class Plan:
     then: Callable[[], None] | None = None
     entry: tuple[str, str, str] | None = None
     """the job board's entry of the job it queues, written with the first reply"""
-
-
-@dataclass(frozen=True)
-class Job:
-    """A Celery job to send: task, queue, JSON-able arguments, per-job options."""
-
-    task: Any
-    queue: str
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    options: dict[str, Any]
-
-    def shown(self) -> dict[str, str]:
-        """What Flower and the worker's log show of the arguments: the request id,
-        controller and reply topic, then the scenario's summary or the function's name,
-        not the scenario or the data (which may be large, and Celery's own ``saferepr``
-        of them costs more than the checks of the command)."""
-        head = ", ".join(repr(a) for a in self.args[:3])
-        if self.task.name == queues.CALL:
-            rest = f"{self.args[3]!r}, <{len(self.args[4])} argument(s)>"
-        else:
-            rest = f"<scenario: {self.kwargs['summary']}>"
-        return {"argsrepr": f"({head}, {rest})", "kwargsrepr": repr(self.kwargs)}
+    spec: str = ""
+    """what is kept of the job it queues, to send it again (:meth:`Job.spec`)"""
 
 
 class Planner:
@@ -107,7 +87,7 @@ class Planner:
                    else {}),
                 **({"inputs": job.kwargs["inputs"]} if "inputs" in job.kwargs else {})})
             return Plan("ack", {"queue": job.queue}, "ack", lambda: self._enqueue(job, command),
-                        entry)
+                        entry, job.spec())
         if command.cmd in ("put_instance", "delete_instance"):
             self.policy.check_instances(command.client, command.cmd)
         if command.cmd == "put_instance":
@@ -201,8 +181,7 @@ class Planner:
 
     def _enqueue(self, job: Job, command: Command) -> None:
         self.admission.count(command)  # counted until the job ends (JobBoard.end)
-        self.durable("queueing the job", lambda: job.task.apply_async(
-            args=job.args, kwargs=job.kwargs, queue=job.queue, **job.options, **job.shown()))
+        self.durable("queueing the job", job.send)
 
     # ----- the instance library ------------------------------------------------------------
     def _put_instance(self, command: Command, inst: Instance) -> None:

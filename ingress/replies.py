@@ -72,9 +72,10 @@ class Replies:
         self.reply(command.id, "final", rtype, fields, command.reply_to, command.correlation)
 
     def first(self, command: Command, key: str, rtype: str, fields: dict[str, Any], *,
-              job: tuple[str, str, str] | None = None) -> First:
+              job: tuple[str, str, str] | None = None, spec: str = "") -> First:
         """The first reply and the duplicate-id guard in one round trip, with the entry
-        of the job it queues (:meth:`tasks.outbox.Outbox.put_first`); its retries after
+        of the job it queues and what is kept to send that job again
+        (:meth:`tasks.outbox.Outbox.put_first`); its retries after
         Redis went away mid-call carry the same token, so they store nothing twice."""
         token = f"{timestamp()} {uuid.uuid4().hex}"
         return self.durable("storing the first reply", lambda: self.outbox.put_first(
@@ -82,7 +83,7 @@ class Replies:
             topic=self.topic(command.id, command.reply_to),
             duplicate=duplicate_error(command.id), redelivered=command.dup,
             correlation=command.correlation.hex() if command.correlation else None,
-            token=token, job=job))
+            token=token, job=job, spec=spec))
 
     def error_without_id(self, exc: CodedError, *, claimed_id: str | None = None) -> None:
         """An error that no request id can carry: on ``{prefix}/{cid}/errors``;

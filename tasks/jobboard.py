@@ -32,7 +32,7 @@ from typing import Any
 
 import redis
 
-from .outbox import CLIENT_FIELD, JobKeys, request_key
+from .outbox import CLIENT_FIELD, SPEC_FIELD, JobKeys, request_key
 
 __all__ = ["JobBoard", "HEARTBEAT_MIN_S", "LEASE_S", "LEASE_RENEW_S"]
 
@@ -124,7 +124,7 @@ class JobBoard:
         pipe.zrem(self.alive_key, request_id)
         pipe.delete(self.steer_key(request_id))
         pipe.hget(request_key(self.cid, request_id), CLIENT_FIELD)
-        pipe.hdel(request_key(self.cid, request_id), CLIENT_FIELD)
+        pipe.hdel(request_key(self.cid, request_id), CLIENT_FIELD, SPEC_FIELD)
         client = pipe.execute()[3]
         if client is not None:  # counted against its orchestrator (TWIN_MAX_JOBS_PER_CLIENT)
             self.redis.zrem(self.client_key(client.decode()), request_id)

@@ -20,6 +20,10 @@ Keys (``{cid}`` is the controller id)::
                                               of the handling that claimed the id)
                                    "@"        its orchestrator, while its job counts
                                               (:meth:`tasks.jobboard.JobBoard.add_client_job`)
+                                   ">"        its job's Celery task, arguments and options
+                                              (JSON, :mod:`ingress.jobspec`), while the
+                                              job is queued or running: to send it again
+                                              if its message vanishes (ingress/vanished.py)
                                    <logical key>  the seq of that reply (``ack``,
                                               ``final``, ``data:17``…)
     twin:{cid}:outbox:data       stream ids of waiting data replies, oldest first
@@ -46,7 +50,7 @@ import redis
 from .replies import encode_json, envelope_parts, timestamp
 
 __all__ = ["Outbox", "Stored", "First", "JobKeys", "outbox_stream", "dead_letter_stream",
-           "request_key", "legacy_keys", "CLIENT_FIELD"]
+           "request_key", "legacy_keys", "CLIENT_FIELD", "SPEC_FIELD"]
 
 # KEYS: 1 stream, 2 the request's hash (request_key), 3 data index (list of "sid|id"),
 #       4 dropped counts by request
@@ -55,7 +59,7 @@ __all__ = ["Outbox", "Stored", "First", "JobKeys", "outbox_stream", "dead_letter
 #       (put_first) 10 redelivered flag, 11 duplicate error key, 12 its head, 13 its tail,
 #       14 the guard's value: a token of this handling, so that a retry after a lost
 #          answer finds its own claim (and the logical key its own reply)
-# Logical keys never start with "#", "!" or "@" (the request hash's own fields).
+# Logical keys never start with "#", "!", "@" or ">" (the request hash's own fields).
 _APPEND_FN = """
 local function append(key, head, tail, is_data)
   if key ~= '' then
@@ -119,6 +123,7 @@ end
 redis.call('HDEL', KEYS[5], ARGV[1])
 redis.call('ZREM', KEYS[6], ARGV[1])
 redis.call('DEL', KEYS[7])
+redis.call('HDEL', KEYS[2], '>')
 local client = redis.call('HGET', KEYS[2], '@')
 if client then
   redis.call('HDEL', KEYS[2], '@')
@@ -129,7 +134,8 @@ return r
 # Returns {1, seq} for a new id, {2, seq} for a repeated one, {3, -1} for a re-delivery.
 # (put_first) KEYS 5: the job board's hash of jobs; 6, 7: the guard key and seq counter
 # of versions before the one-key layout (legacy_keys: an id used within 24 h before an
-# upgrade stays used, and its seq goes on); ARGV 15: the job's entry ('' none)
+# upgrade stays used, and its seq goes on); ARGV 15: the job's entry ('' none), 16: what
+# is kept of the job to send it again (SPEC_FIELD, '' none)
 _FIRST = _APPEND_FN + """
 local legacy = redis.call('EXISTS', KEYS[6]) == 1
 if legacy and redis.call('HEXISTS', KEYS[2], '#') == 0 then
@@ -143,6 +149,9 @@ if not legacy and (redis.call('HSETNX', KEYS[2], '!', ARGV[14]) == 1
   local r = append(ARGV[6], ARGV[7], ARGV[8], ARGV[9])
   if ARGV[15] ~= '' then
     redis.call('HSET', KEYS[5], ARGV[1], ARGV[15])
+  end
+  if ARGV[16] ~= '' then
+    redis.call('HSET', KEYS[2], '>', ARGV[16])
   end
   return {1, r[2]}
 end
@@ -170,6 +179,9 @@ def legacy_keys(controller: str, request_id: str) -> tuple[str, str]:
 
 CLIENT_FIELD = "@"
 """The field of :func:`request_key` naming a counted job's orchestrator."""
+SPEC_FIELD = ">"
+"""The field of :func:`request_key` keeping a queued or running job's Celery message
+(:mod:`ingress.jobspec`), removed with the final reply."""
 
 
 def outbox_stream(controller: str) -> str:
@@ -299,6 +311,7 @@ class Outbox:
         correlation: str | None = None,
         token: str = "",
         job: tuple[str, str, str] | None = None,
+        spec: str = "",
     ) -> First:
         """The duplicate-id guard and the first reply of a request, in one round trip.
 
@@ -309,7 +322,8 @@ class Outbox:
         handling of the command: calling again with the same token (a retry after
         Redis went away mid-call) is "new" again and stores nothing twice. ``job``:
         the entry of the job the command queues, ``(hash, request id, JSON)`` of
-        :meth:`tasks.jobboard.JobBoard.waiting`, written with a new reply.
+        :meth:`tasks.jobboard.JobBoard.waiting`, written with a new reply, and ``spec``
+        what is kept of that job to send it again (:data:`SPEC_FIELD`).
         """
         head, tail = envelope_parts(request_id, controller, rtype, fields)
         dhead, dtail = envelope_parts(request_id, controller, "error", duplicate)
@@ -318,7 +332,7 @@ class Outbox:
             keys=[*keys, job[0] if job else keys[1], *legacy_keys(controller, request_id)],
             args=[*self._args(request_id, topic, correlation, key, head, tail, rtype),
                   "1" if redelivered else "0", f"duplicate:{uuid.uuid4().hex}", dhead, dtail,
-                  token or f"{timestamp()} {uuid.uuid4().hex}", job[2] if job else ""],
+                  token or f"{timestamp()} {uuid.uuid4().hex}", job[2] if job else "", spec],
         )
         names = {1: "new", 2: "duplicate", 3: "redelivered"}
         return First(outcome=names[int(outcome)], seq=int(seq))

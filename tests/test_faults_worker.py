@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from ingress.jobspec import task_id
+from tasks import queues
+from tasks.outbox import SPEC_FIELD, request_key
 from tests.conftest import new_id, running_stack
 from tests.faults.fixtures import orchestrators as orchestrators
 from tests.faults.fixtures import proxies as proxies
@@ -143,6 +146,42 @@ def test_a_dead_worker_hosts_short_job_is_run_again_within_a_minute(
         parts.worker(name="w2")
         answered_again_within_a_minute(orch, parts, rid, died)
         assert client.hlen("unacked") == 0
+        client.close()
+    finally:
+        parts.stop()
+
+
+@pytest.mark.timeout(180)
+def test_a_message_taken_off_its_queue_and_never_read_is_sent_again_within_a_minute(
+        servers: Servers, orchestrators: Callable[..., Orchestrator], tmp_path: Path) -> None:
+    """What a worker whose connection dies just as Redis answers its BRPOP leaves: the
+    job's message off its queue, never recorded as unacknowledged (kombu records it
+    only once the worker has read it), held by no worker. Here the test takes it off
+    the queue itself, as that worker would, and drops it. Once the job was never
+    answered; now the ingress, which kept the job with its ack, finds its message
+    nowhere (twice, 5 s apart, after 30 s queued) and sends it again, and a worker
+    answers it once, within a minute."""
+    ctl = controller(servers, orchestrators, tmp_path)
+    redis, orch, parts, cid = ctl.redis, ctl.orch, ctl.parts, ctl.cid
+    try:
+        ctl.online()
+        rid = new_id("vanish")
+        orch.send(static_run(rid))
+        orch.wait(lambda: orch.has(rid, "ack"), 20, f"the ack of {rid}")
+        client = redis.client()
+        taken = client.brpop([queues.SHORT], timeout=10)  # the read that never arrives
+        assert taken is not None, "the job was never queued"
+        lost_at = time.monotonic()
+        assert json.loads(taken[1])["headers"]["id"] == task_id(cid, rid)
+        assert client.hexists(request_key(cid, rid), SPEC_FIELD), "nothing kept to send again"
+        parts.worker(name="w1")
+        wait_worker(redis.url, 30)
+        time.sleep(2.0)
+        assert orch.finals(rid) == 0, "answered although its message was dropped"
+        answered_again_within_a_minute(orch, parts, rid, lost_at)
+        assert "was in no queue and held by no worker" in parts.log("ingress")
+        assert not client.hexists(request_key(cid, rid), SPEC_FIELD), \
+            "the kept job outlived its final reply"
         client.close()
     finally:
         parts.stop()
