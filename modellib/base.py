@@ -388,6 +388,29 @@ class Model:
         """Zero-crossing functions: an event named ``k`` happens where value ``k`` changes sign."""
         return {}
 
+    def time_events(self, start: float, stop: float) -> list[float]:
+        """The times in (``start``, ``stop``] at which this element's outputs jump or
+        kink by themselves (a source's step, a table's breakpoints). The engine ends an
+        integration there and starts the next one from it, so no solver step passes
+        over one; the integration up to it sees the values before (left limits), the
+        row at it and everything after the values from it on (right limits)."""
+        return []
+
+    def max_step(self) -> float | None:
+        """The longest time over which this element's outputs may be taken as smooth
+        (a sine: a sixteenth of its period), or None. The solver's steps, and the
+        search for events along signals that no state drives, are no longer."""
+        return None
+
+    def consistent_state(
+        self, t: float, u: Mapping[str, float], x: Mapping[str, float]
+    ) -> dict[str, float]:
+        """The states ``x`` corrected to agree with the inputs ``u`` at the start time
+        ``t`` (a switch that must be on while its measurement is below its threshold).
+        The engine applies it to the discrete states at t0 in every mode (static mode
+        through :meth:`steady_state`). Default: ``x`` as given."""
+        return dict(x)
+
     def on_event(
         self, name: str, t: float, u: Mapping[str, float], x: Mapping[str, float]
     ) -> dict[str, float]:

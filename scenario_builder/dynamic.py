@@ -14,13 +14,21 @@ Elements of a model class that declares ``vectorized = True`` are evaluated
 together, one numpy call per class and stage, so a scenario of a hundred tanks
 costs a few array operations per evaluation, not a hundred Python calls.
 
-Time advances in segments: between two sample instants of the sampled
-elements (discrete PID…) the discrete states are held; at each instant the
-due elements are updated at once from the same inputs. Inside a segment the
-elements' event functions are watched and a sign change is located by the
-solver (terminal event); the integration restarts there after the element's
-``on_event``. Outputs are recorded at ``time.start + k * time.step`` up to
-``time.stop`` (both included), after the updates of an instant.
+Time advances in segments. A segment ends at the next sample instant of a
+sampled element (discrete PID…), whose discrete states are held in between and
+updated at once, from the same inputs, at the instant; and at the next *time
+event*: a breakpoint of an input series or a jump or kink of a source
+(:meth:`modellib.Model.time_events`), so no solver step, however long, passes over
+a pulse or a corner. The integration up to a segment's end sees the inputs before
+it (left limits); the next segment starts from it with the values from it on.
+Inside a segment the elements' event functions are watched: with continuous
+states, a sign change is located by the solver (terminal event); with none, along
+the signals themselves (at the output times, at every ``max_step`` of the sources
+that ask for one, and the segment's end, then ``brentq``). The run restarts there
+after the element's ``on_event``. The discrete states are made consistent with
+the inputs at t0 (:meth:`modellib.Model.consistent_state`). Outputs are recorded
+at ``time.start + k * time.step`` up to ``time.stop`` (both included), after the
+updates and events of an instant (right limits), the last one too.
 
 (One module above the project's ~400 lines on purpose: the staged right-hand side,
 the march over segments, the event location and the recording share one state
@@ -30,6 +38,7 @@ others. The time grid itself is :mod:`scenario_builder.timegrid`.)
 
 from __future__ import annotations
 
+import math
 import time as _time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -332,9 +341,49 @@ class _Engine:
                 raise RunStopped(t)
 
     # ------------------------------------------------------------ events, samples
-    def event_functions(self, t: float, x: np.ndarray) -> list[tuple[Callable[..., float],
-                                                                     _Block, str]]:
-        """The event functions armed at (t, x): each with its block and event name."""
+    def time_events(self, start: float, stop: float) -> np.ndarray:
+        """The breakpoints of every input series and the time events of every element
+        in (``start``, ``stop``], sorted, each once."""
+        found = [sig.t[(sig.t > start) & (sig.t <= stop)] for _, sig in self.series]
+        for name, el in self.elements.items():
+            try:
+                times = el.model.time_events(start, stop)
+            except (ArithmeticError, ValueError, ModelRuntimeError) as exc:
+                raise self._failed(self._block_of(name), start, exc) from None
+            if times:
+                found.append(np.asarray(times, dtype=float))
+        return np.unique(np.concatenate(found)) if found else np.empty(0)
+
+    def longest_step(self) -> float | None:
+        """The shortest :meth:`modellib.Model.max_step` of the elements, or None."""
+        steps = [s for el in self.elements.values() if (s := el.model.max_step()) is not None]
+        return float(min(steps)) if steps else None
+
+    def _block_of(self, name: str) -> _Block:
+        return self.singles.get(name) or next(
+            b for b in [*self.stage_a, *self.stage_b] if isinstance(b, _Block)
+            and any(m.name == name for m in b.members))
+
+    def make_consistent(self, t: float, x: np.ndarray) -> None:
+        """The discrete states corrected for the inputs at ``t`` (``consistent_state``),
+        again until none changes (one corrected switch may change what another sees)."""
+        for _ in range(len(self.z) + 1):
+            s = self.evaluate(t, x)
+            changed = False
+            for name, z in self.z.items():
+                fixed = self._call(self.singles[name], "consistent_state", t, x, s)
+                new = {k: float(fixed[k]) for k in z if k in fixed and float(fixed[k]) != z[k]}
+                if new:
+                    z.update(new)
+                    changed = True
+            self._cache_key = None
+            if not changed:
+                return
+
+    def event_functions(self, t: float, x: np.ndarray, until: float = math.inf,
+                        ) -> list[tuple[Callable[..., float], _Block, str]]:
+        """The event functions armed at (t, x): each with its block and event name,
+        evaluated at no time later than ``until`` (a segment's end, its left limit)."""
         s = self.evaluate(t, x)
         out: list[tuple[Callable[..., float], _Block, str]] = []
         for blk in [*self.stage_a, *[b for b in self.stage_b if isinstance(b, _Block)],
@@ -345,20 +394,23 @@ class _Engine:
                     armed = np.asarray(g0) > 1e-12
                     if not armed.any():
                         continue
-                    out.append((self._vector_event(blk, name, armed), blk, name))
+                    out.append((self._vector_event(blk, name, armed, until), blk, name))
                 elif abs(float(g0)) > 1e-12:  # just fired: re-armed once it leaves zero
-                    out.append((self._single_event(blk, name), blk, name))
+                    out.append((self._single_event(blk, name, until), blk, name))
         return out
 
-    def _single_event(self, blk: _Block, name: str) -> Callable[..., float]:
+    def _single_event(self, blk: _Block, name: str, until: float) -> Callable[..., float]:
         def g(t: float, x: np.ndarray) -> float:
+            t = min(t, until)
             s = self.evaluate(t, x)
             return float(self._call(blk, "event_functions", t, x, s)[name])
         g.terminal = True  # type: ignore[attr-defined]
         return g
 
-    def _vector_event(self, blk: _Block, name: str, armed: np.ndarray) -> Callable[..., float]:
+    def _vector_event(self, blk: _Block, name: str, armed: np.ndarray,
+                      until: float) -> Callable[..., float]:
         def g(t: float, x: np.ndarray) -> float:
+            t = min(t, until)
             s = self.evaluate(t, x)
             values = self._call(blk, "event_functions", t, x, s)
             return float(np.min(np.asarray(values[name])[armed]))
@@ -515,12 +567,23 @@ class March:
         assert sc.time is not None
         self.eng = _Engine(sc, should_stop)
         self.opts = _solver_options(sc)
+        longest = self.eng.longest_step()
+        if longest is not None:
+            self.opts["max_step"] = min(self.opts.get("max_step", math.inf), longest)
         self.t0 = self.t = float(sc.time["start"])
         self.x = np.array(self.eng.x0, dtype=float)
         self.sample_times = self.eng.sampled()
         self.next_sample = dict.fromkeys(self.sample_times, self.t)
         self.k_sample = dict.fromkeys(self.sample_times, 0)
-        self.segments = self.events = self.samples = 0
+        self.segments = self.events = self.samples = self.time_events = 0
+        self.breaks = self.eng.time_events(self.t, math.inf)
+        """the time events ahead (input series' breakpoints, the sources' jumps)"""
+        self.eng.make_consistent(self.t, self.x)
+
+    def _next_break(self, t: float) -> float:
+        """The first time event after ``t`` (inf: none)."""
+        i = int(np.searchsorted(self.breaks, t + 1e-12 * max(1.0, abs(t)), side="right"))
+        return float(self.breaks[i]) if i < len(self.breaks) else math.inf
 
     def set_input(self, port: Port, value: float) -> None:
         """Hold the external input ``port`` at ``value`` from now on."""
@@ -543,8 +606,9 @@ class March:
 
     def advance(self, t_stop: float, grid: np.ndarray | None = None,
                 rows: list[int] | None = None, out: np.ndarray | None = None) -> int:
-        """March to ``t_stop``; record ``rows`` at the times of ``grid`` (all of them
-        up to ``t_stop``, ``t_stop`` included) into ``out``. Returns the rows recorded."""
+        """March to ``t_stop``; record ``rows`` at the times of ``grid`` before ``t_stop``
+        into ``out`` (the row at ``t_stop`` is the caller's, after the updates due then:
+        :meth:`apply_due`, :meth:`record_now`). Returns the rows recorded."""
         eng = self.eng
         grid = np.empty(0) if grid is None else grid
         recorded = 0
@@ -556,27 +620,29 @@ class March:
             self.segments += 1
             if self.segments > MAX_SEGMENTS:
                 raise ScenarioRuntimeError(
-                    f"more than {MAX_SEGMENTS} sample instants and events before t = {t:g} s "
-                    "(a controller chattering?)", path="scenario")
-            t_end = min([t_stop, *self.next_sample.values()])
-            last = t_end >= t_stop
-            upto = np.searchsorted(grid, t_end, side="right" if last else "left")
+                    f"more than {MAX_SEGMENTS} sample instants, time events and events "
+                    f"before t = {t:g} s (a controller chattering?)", path="scenario")
+            at_break = self._next_break(t)
+            t_end = min([t_stop, at_break, *self.next_sample.values()])
+            if t_end == at_break:
+                self.time_events += 1
+            upto = np.searchsorted(grid, t_end, side="left")
             t_eval = grid[recorded:upto]
-            watched = eng.event_functions(t, self.x)
+            # the segment sees the inputs before its end (a source jumping at t_end: its
+            # left limit), the next one those from it on
+            until = float(np.nextafter(t_end, -math.inf))
+            watched = eng.event_functions(t, self.x, until)
             if eng.n_states == 0:
-                # nothing to integrate: record at the grid times of this segment and jump
-                if len(t_eval):
-                    assert rows is not None and out is not None
-                    eng.record(t_eval, np.zeros((0, len(t_eval))), rows, out,
-                               slice(recorded, recorded + len(t_eval)))
-                    recorded += len(t_eval)
-                self.t = t_end
+                recorded += self._without_states(t, t_end, until, watched, t_eval, rows, out,
+                                                 recorded)
                 continue
-            # t_end itself is always evaluated (the state to go on from), recorded only
-            # when it is a grid time of this segment
-            ext = t_eval if len(t_eval) and t_eval[-1] == t_end else np.append(t_eval, t_end)
+            ext = np.append(t_eval, t_end)  # t_end: the state to go on from, not recorded
+
+            def rhs(tt: float, xx: np.ndarray, until: float = until) -> np.ndarray:
+                return eng.rhs(min(tt, until), xx)
+
             try:
-                sol = integrate.solve_ivp(eng.rhs, (t, t_end), self.x, t_eval=ext,
+                sol = integrate.solve_ivp(rhs, (t, t_end), self.x, t_eval=ext,
                                           events=[g for g, _, _ in watched] or None,
                                           **self.opts)
             except (ValueError, ArithmeticError) as exc:
@@ -597,20 +663,82 @@ class March:
                 fired = [(i, float(te[0])) for i, te in enumerate(sol.t_events) if len(te)]
                 i, te = min(fired, key=lambda item: item[1])
                 self.x = np.asarray(sol.y_events[i][0], dtype=float)
-                self.t = te
-                for j, te_j in fired:
-                    if te_j <= te + 1e-12 * max(1.0, abs(te)):
-                        _, blk, name = watched[j]
-                        eng.on_event(blk, name, te, self.x)
-                        self.events += 1
+                self._fire(te, [(watched[j], te_j) for j, te_j in fired])
                 continue
             self.x = np.asarray(sol.y[:, -1], dtype=float)
             self.t = t_end
 
+    def _fire(self, te: float, fired: list[tuple[tuple[Any, _Block, str], float]]) -> None:
+        """The events located first, at ``te``: the time goes there and each element
+        whose event fired then has its ``on_event``."""
+        self.t = te
+        for (_, blk, name), te_j in fired:
+            if te_j <= te + 1e-12 * max(1.0, abs(te)):
+                self.eng.on_event(blk, name, te, self.x)
+                self.events += 1
+
+    def _without_states(self, t: float, t_end: float, until: float,
+                        watched: list[tuple[Callable[..., float], _Block, str]],
+                        t_eval: np.ndarray, rows: list[int] | None, out: np.ndarray | None,
+                        recorded: int) -> int:
+        """A segment with nothing to integrate: its events located along the signals,
+        its rows recorded up to the first one. Returns the rows recorded."""
+        te, fired = self._search(t, until, watched, t_eval)
+        n = len(t_eval) if te is None else int(np.searchsorted(t_eval, te, side="left"))
+        if n:
+            assert rows is not None and out is not None
+            self.eng.record(t_eval[:n], np.zeros((0, n)), rows, out,
+                            slice(recorded, recorded + n))
+        if te is None:
+            self.t = t_end
+        else:
+            self._fire(te, fired)
+        return n
+
+    def _search(self, t: float, until: float,
+                watched: list[tuple[Callable[..., float], _Block, str]], t_eval: np.ndarray,
+                ) -> tuple[float | None, list[tuple[tuple[Any, _Block, str], float]]]:
+        """The first sign change of the armed event functions in (``t``, ``until``]
+        when no state drives them: each is evaluated at the output times, every
+        ``max_step`` (a source's, or the solver's) and ``until``; a change between two
+        of these points is located with ``brentq``. Returns its time and the events
+        that fired (with their own times), or ``(None, [])``."""
+        if not watched:
+            return None, []
+        x = self.x
+        scan = self.opts.get("max_step")
+        points: list[np.ndarray] = [t_eval[t_eval > t], np.array([until])]
+        if scan and until - t > scan:
+            points.append(t + scan * np.arange(1, math.ceil((until - t) / scan)))
+        ahead: np.ndarray = np.unique(np.concatenate(points))
+        ahead = ahead[(ahead > t) & (ahead <= until)]
+        before = [g(t, x) for g, _, _ in watched]
+        a = t
+        for b in ahead:
+            now = [g(float(b), x) for g, _, _ in watched]
+            crossed = [i for i, (g0, g1) in enumerate(zip(before, now, strict=True))
+                       if (g0 > 0 and g1 <= 0) or (g0 < 0 and g1 >= 0 and getattr(
+                           watched[i][0], "direction", 0) != -1)]
+            if crossed:
+                times = [(i, self._root(watched[i][0], a, float(b), now[i])) for i in crossed]
+                te = min(tj for _, tj in times)
+                return te, [(watched[i], tj) for i, tj in times]
+            a, before = float(b), now
+        return None, []
+
+    def _root(self, g: Callable[..., float], a: float, b: float, gb: float) -> float:
+        """Where ``g`` (of time only here) crosses zero in (a, b]; ``g(b)`` is ``gb``."""
+        if gb == 0.0:
+            return b
+        x = self.x
+        root = float(optimize.brentq(lambda tt: g(tt, x), a, b, xtol=1e-12, rtol=1e-12))
+        return min(b, root)
+
     def stats(self) -> dict[str, Any]:
         return {"elements": len(self.eng.elements), "states": self.eng.n_states,
                 "rhs_evaluations": self.eng.nfev, "segments": self.segments,
-                "events": self.events, "samples": self.samples}
+                "events": self.events, "samples": self.samples,
+                "time_events": self.time_events}
 
 
 def simulate(sc: Scenario, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
@@ -625,6 +753,9 @@ def simulate(sc: Scenario, should_stop: Callable[[], bool] | None = None) -> dic
     rows = [march.eng.port_index(port) for port in sc.outputs]
     s_out = np.empty((len(rows), len(grid)))
     recorded = march.advance(float(grid[-1]), grid, rows, s_out)
+    march.apply_due()  # the sample instants at time.stop too: the last row is up to date
+    march.record_now(rows, s_out, recorded)
+    recorded += 1
     if recorded != len(grid):  # pragma: no cover - a bug, not an input
         raise ScenarioRuntimeError(f"recorded {recorded} of {len(grid)} rows", path="scenario")
     values = {f"{e}.{p}": s_out[i] for i, (e, p) in enumerate(sc.outputs)}

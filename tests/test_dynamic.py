@@ -75,9 +75,8 @@ def test_discrete_pi_loop_on_a_first_order_plant_matches_the_exact_recursion() -
     assert np.allclose(out["values"]["plant.y"], expected_y, rtol=0, atol=1e-9)
     assert np.allclose(out["values"]["pid.output"], expected_u, rtol=0, atol=1e-9)
     assert out["values"]["plant.y"][-1] == pytest.approx(1.0, abs=1e-6)  # settles
-    # one update per instant before the last (an update at t = stop would change
-    # nothing recorded)
-    assert out["stats"]["samples"] == len(out["t"]) - 1
+    # one update per instant, the last at t = stop too (its row shows it)
+    assert out["stats"]["samples"] == len(out["t"])
 
 
 def test_hysteresis_switches_exactly_at_its_levels() -> None:

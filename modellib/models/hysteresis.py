@@ -22,11 +22,10 @@ class HysteresisController(Model):
         "of the measurement to the threshold that would end the current state, and "
         "on_event flips the state where it crosses zero. The output is on_value or "
         "off_value by state (feedthrough false). The initial state is the scenario's "
-        "initial 'on' (default 0, off) and is taken as given in time simulation: a state "
-        "that disagrees with the initial measurement (off while already below low, for "
-        "on_when = 'below') only changes at the next crossing, so give a consistent one "
-        "or let the engine correct it at t0 with consistent_state(); static mode does "
-        "that correction itself."
+        "initial 'on' (default 0, off), corrected at t0 in every mode for the initial "
+        "measurement (consistent_state): outside the band the thresholds decide (for "
+        "on_when = 'below': on below low, off above high), inside it the given state "
+        "stands."
     )
     reference = (
         "On-off control with hysteresis: K. J. Astrom and R. M. Murray, Feedback Systems, "

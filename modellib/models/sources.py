@@ -23,9 +23,9 @@ _Y = (Output("y", "any", "the source's signal"),)
 class Step(Model):
     name = "Step"
     description = (
-        "Step signal: y = initial for t < step_time and y = final from step_time on. The "
-        "event function 'step' = t - step_time crosses zero at the jump, so a simulator "
-        "stops there instead of integrating across the discontinuity."
+        "Step signal: y = initial for t < step_time and y = final from step_time on. "
+        "step_time is a time event: the engine stops the integration there instead of "
+        "integrating across the jump, and the row at step_time shows final."
     )
     reference = f"{_NAMING} (Step: offset, height, startTime)."
     parameters = (
@@ -40,18 +40,16 @@ class Step(Model):
         p = self.p
         return {"y": float(p["final"] if t >= p["step_time"] else p["initial"])}
 
-    def event_functions(
-        self, t: float, u: Mapping[str, float], x: Mapping[str, float]
-    ) -> dict[str, float]:
-        return {"step": t - self.p["step_time"]}
+    def time_events(self, start: float, stop: float) -> list[float]:
+        return _within([self.p["step_time"]], start, stop)
 
 
 @register
 class Ramp(Model):
     name = "Ramp"
     description = (
-        "Ramp signal without end: y = initial + slope*max(0, t - start_time). The event "
-        "function 'start' = t - start_time marks the kink at start_time for the simulator."
+        "Ramp signal without end: y = initial + slope*max(0, t - start_time). The kink "
+        "at start_time is a time event: the engine stops the integration there."
     )
     reference = f"{_NAMING} (Ramp, here without a duration: it rises for ever)."
     parameters = (
@@ -67,10 +65,8 @@ class Ramp(Model):
         p = self.p
         return {"y": p["initial"] + p["slope"] * max(0.0, t - p["start_time"])}
 
-    def event_functions(
-        self, t: float, u: Mapping[str, float], x: Mapping[str, float]
-    ) -> dict[str, float]:
-        return {"start": t - self.p["start_time"]}
+    def time_events(self, start: float, stop: float) -> list[float]:
+        return _within([self.p["start_time"]], start, stop)
 
 
 @register
@@ -93,6 +89,11 @@ class Sine(Model):
         angle = 2.0 * math.pi * p["frequency"] * t + p["phase"]
         return {"y": p["offset"] + p["amplitude"] * math.sin(angle)}
 
+    def max_step(self) -> float | None:
+        """A sixteenth of the period: steps over which the wave is nearly straight, so
+        that a threshold it crosses is found (one within ~2 % of a peak may be missed)."""
+        return 1.0 / (16.0 * float(self.p["frequency"]))
+
 
 @register
 class TableSource(Model):
@@ -101,8 +102,9 @@ class TableSource(Model):
         "Signal given by a table of times t (strictly increasing) and values v: linear "
         "interpolation between breakpoints, or 'previous' (the value of the last breakpoint "
         "at or before t, a zero-order hold). Outside the table the end values are held "
-        "('hold'), or the run fails ('error'). One event function per breakpoint, "
-        "'breakpoint_<i>' = t - t[i], lets a simulator stop at each jump or kink."
+        "('hold'), or the run fails ('error'). Every breakpoint is a time event: the "
+        "engine stops the integration at each jump or kink, and the row at a jump "
+        "shows the value from it on."
     )
     reference = (
         f"{_NAMING} (CombiTimeTable: Smoothness LinearSegments / ConstantSegments, "
@@ -151,7 +153,10 @@ class TableSource(Model):
         i = int(np.searchsorted(ts, t, side="right")) - 1
         return {"y": float(vs[max(i, 0)])}
 
-    def event_functions(
-        self, t: float, u: Mapping[str, float], x: Mapping[str, float]
-    ) -> dict[str, float]:
-        return {f"breakpoint_{i}": t - float(ti) for i, ti in enumerate(self._t)}
+    def time_events(self, start: float, stop: float) -> list[float]:
+        return _within(self._t.tolist(), start, stop)
+
+
+def _within(times: list[float], start: float, stop: float) -> list[float]:
+    """The ``times`` in (``start``, ``stop``]."""
+    return [float(t) for t in times if start < t <= stop]

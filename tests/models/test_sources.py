@@ -27,8 +27,9 @@ def test_step_before_at_and_after_the_jump() -> None:
     assert y("Step", 10.0, **p) == -3.0
     assert y("Step", 0.0) == 1.0  # defaults: 0 -> 1 at t = 0
     step = get_model("Step")(p)
-    assert step.event_functions(1.0, {}, {}) == {"step": -0.5}
-    assert step.event_functions(2.0, {}, {}) == {"step": 0.5}
+    assert step.time_events(0.0, 10.0) == [1.5]  # the jump: the engine stops there
+    assert step.time_events(1.5, 10.0) == []  # (start, stop]: already passed
+    assert step.time_events(0.0, 1.5) == [1.5]
 
 
 def test_ramp() -> None:
@@ -37,7 +38,8 @@ def test_ramp() -> None:
     assert y("Ramp", 2.0, **p) == 1.0
     assert y("Ramp", 6.0, **p) == 1.0 + 0.5 * 4.0
     assert y("Ramp", 3.0, slope=-2.0) == -6.0
-    assert get_model("Ramp")(p).event_functions(1.0, {}, {}) == {"start": -1.0}
+    assert get_model("Ramp")(p).time_events(0.0, 5.0) == [2.0]  # the kink
+    assert get_model("Ramp")(p).time_events(2.5, 5.0) == []
 
 
 def test_sine_at_quarter_periods() -> None:
@@ -49,6 +51,9 @@ def test_sine_at_quarter_periods() -> None:
     assert y("Sine", 0.25, **p) == pytest.approx(1.0, abs=1e-15)
     # a phase of pi/2 makes it a cosine
     assert y("Sine", 0.0, **p, phase=math.pi / 2) == 4.0
+    # no jumps; steps of at most a sixteenth of the period
+    sine = get_model("Sine")(p)
+    assert sine.time_events(0.0, 10.0) == [] and sine.max_step() == 0.5 / 16
 
 
 T_TAB, V_TAB = [0.0, 1.0, 3.0], [10.0, 20.0, 0.0]
@@ -75,8 +80,8 @@ def test_table_linear_and_previous(t: float, linear: float, previous: float) -> 
 def test_table_single_point_events_and_no_extrapolation() -> None:
     assert y("TableSource", 5.0, t=[1.0], v=[4.0]) == 4.0
     table = get_model("TableSource")({"t": T_TAB, "v": V_TAB, "extrapolation": "error"})
-    assert table.event_functions(2.0, {}, {}) == {
-        "breakpoint_0": 2.0, "breakpoint_1": 1.0, "breakpoint_2": -1.0}
+    assert table.time_events(0.0, 10.0) == [1.0, 3.0]  # (start, stop]: not t = 0 itself
+    assert table.time_events(-1.0, 2.0) == [0.0, 1.0]
     assert table.output(3.0, {}, {}) == {"y": 0.0}
     with pytest.raises(ModelRuntimeError) as info:
         table.output(3.5, {}, {})
