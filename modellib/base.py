@@ -10,7 +10,7 @@ missing and out-of-range parameters are refused before any run. No I/O here.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -86,6 +86,21 @@ def out_of_bounds(value: float, minimum: float | None, maximum: float | None,
         shown = "" if unit in ("1", "any") else f" {unit}"
         return f"must be {bounds_text(minimum, maximum, exclusive)}{shown}, got {value:g}"
     return None
+
+
+_NAMES: dict[int, tuple[tuple[Variable, ...], tuple[str, ...]]] = {}
+"""The names of each tuple of declarations, by the tuple's identity (the engine and
+the checks ask for them thousands of times in a scenario of a thousand elements)."""
+
+
+def _names(variables: tuple[Variable, ...]) -> tuple[str, ...]:
+    hit = _NAMES.get(id(variables))
+    if hit is not None and hit[0] is variables:
+        return hit[1]
+    names = tuple(v.name for v in variables)
+    if len(_NAMES) < 10_000:  # (models that make their ports per instance: bounded)
+        _NAMES[id(variables)] = (variables, names)
+    return names
 
 
 def Param(name: str, unit: str, description: str, **kw: Any) -> Variable:  # noqa: N802
@@ -241,16 +256,16 @@ class Model:
 
     # ----- metadata -------------------------------------------------------
     def input_names(self) -> tuple[str, ...]:
-        return tuple(v.name for v in self.inputs)
+        return _names(self.inputs)
 
     def output_names(self) -> tuple[str, ...]:
-        return tuple(v.name for v in self.outputs)
+        return _names(self.outputs)
 
     def state_names(self) -> tuple[str, ...]:
-        return tuple(v.name for v in self.states)
+        return _names(self.states)
 
     def discrete_names(self) -> tuple[str, ...]:
-        return tuple(v.name for v in self.discrete)
+        return _names(self.discrete)
 
     @classmethod
     def describe(cls) -> dict[str, Any]:
@@ -300,14 +315,26 @@ class Model:
 
     @classmethod
     def _given_whole(cls, params: Mapping[str, Any]) -> dict[str, Any] | None:
-        """``params`` loaded without the schema when every parameter is given as a plain
-        value of its type (what the ingress queues for a worker: a tenth of the cost);
-        None when the schema must look (a default to fill, a list, anything wrong)."""
-        if len(params) != len(cls.parameters):
+        """``params`` loaded without the schema when every parameter given is a plain
+        value of its type and every one left out has a default or may be left out (what
+        the ingress queues for a worker, and most scenarios: a tenth of the cost); None
+        when the schema must look (a list, a required one missing, an unknown name,
+        anything wrong), so that its message names the problem."""
+        if len(params) > len(cls.parameters):
             return None
         out: dict[str, Any] = {}
+        given = 0
         for v in cls.parameters:
             value = params.get(v.name, _ABSENT)
+            if value is _ABSENT:
+                if v.optional:
+                    out[v.name] = None
+                    continue
+                if v.default is None:
+                    return None
+                value = v.default
+            else:
+                given += 1
             if value is None and v.optional:
                 out[v.name] = None
             elif v.type == "number" and type(value) in (float, int) and -_BIG < value < _BIG:
@@ -320,7 +347,7 @@ class Model:
                 out[v.name] = value
             else:
                 return None
-        return out
+        return out if given == len(params) else None  # (else a name not declared)
 
     @classmethod
     def _translate(
@@ -348,6 +375,13 @@ class Model:
     def output(self, t: float, u: Mapping[str, float], x: Mapping[str, float]) -> dict[str, float]:
         """Output port values at time ``t`` from inputs ``u`` and states ``x``."""
         raise NotImplementedError
+
+    def outputs_named(self, names: Collection[str], t: float, u: Mapping[str, float],
+                      x: Mapping[str, float]) -> dict[str, float]:
+        """The outputs ``names`` at least (what a run records of this element): by
+        default all of :meth:`output`. A vectorized model may compute only these; the
+        engine gives a model without feed-through no inputs (``u`` empty) here."""
+        return self.output(t, u, x)
 
     def derivatives(
         self, t: float, u: Mapping[str, float], x: Mapping[str, float]

@@ -89,22 +89,34 @@ class _Loop:
     names: list[str]
 
 
-def _batch(members: list[Element], column: bool) -> Model:
+def _batch(members: list[Element]) -> Model:
     """A model object whose parameters are arrays over ``members`` (vectorized classes)."""
-    cls = type(members[0].model)
-    batch = cls.__new__(cls)
+    first = members[0].model
     params: dict[str, Any] = {}
-    for key in members[0].model.p:
+    for key in first.p:
         values = [m.model.p[key] for m in members]
-        if all(isinstance(v, int | float) or v is None for v in values):
-            arr = np.array([np.nan if v is None else float(v) for v in values])
-            params[key] = arr[:, None] if column else arr
+        if all(type(v) in (int, float) or v is None for v in values):
+            arr = np.array(values, dtype=float)  # (None: NaN)
+            params[key] = arr
         else:
             params[key] = values[0] if len({repr(v) for v in values}) == 1 else values
+    return _like(first, params)
+
+
+def _like(model: Model, params: dict[str, Any]) -> Model:
+    """A model of ``model``'s class and ports with the parameters ``params``."""
+    batch = type(model).__new__(type(model))
     batch.p = params
-    batch.inputs, batch.outputs = members[0].model.inputs, members[0].model.outputs
-    batch.states, batch.discrete = members[0].model.states, members[0].model.discrete
+    batch.inputs, batch.outputs = model.inputs, model.outputs
+    batch.states, batch.discrete = model.states, model.discrete
     return batch
+
+
+def _columns(batch: Model) -> Model:
+    """``batch`` with its parameter arrays as columns (one row per element, a column per
+    time: how outputs are recorded over many times at once)."""
+    return _like(batch, {k: v[:, None] if isinstance(v, np.ndarray) else v
+                         for k, v in batch.p.items()})
 
 
 STOP_POLL_S = 0.2
@@ -153,7 +165,8 @@ class _Engine:
         self.record_s = 0.0
         self._cache_key: tuple[float, bytes] | None = None
         self._plan_key: tuple[int, ...] | None = None
-        self._plan: tuple[list[tuple[_Block, Model]], np.ndarray, int] = ([], np.empty(0), 0)
+        self._plan: tuple[list[tuple[_Block, Model, frozenset[str]]], np.ndarray, int] = (
+            [], np.empty(0), 0)
         self._cache_s: np.ndarray | None = None
 
     # ------------------------------------------------------------ building
@@ -162,16 +175,18 @@ class _Engine:
         return self.index[src if src is not None else (el.name, port)]
 
     def _make_block(self, members: list[Element], vector: bool) -> _Block:
-        model = _batch(members, column=False) if vector else members[0].model
+        model = _batch(members) if vector else members[0].model
         blk = _Block(members, model, vector)
         for var in members[0].model.inputs:
             blk.inputs[var.name] = np.array([self._source_index(m, var.name) for m in members])
         for out in members[0].model.output_names():
             blk.outputs[out] = np.array([self.index[(m.name, out)] for m in members])
-        for state in members[0].model.state_names():
+        names = members[0].model.state_names()
+        if names:
+            initial = [m.model.initial_state(m.initial) for m in members]
+        for state in names:
             start = self.n_states
-            for m in members:
-                self.x0.append(float(m.model.initial_state(m.initial)[state]))
+            self.x0.extend(float(x[state]) for x in initial)
             self.n_states += len(members)
             blk.states[state] = slice(start, self.n_states)
         if blk.states:
@@ -465,20 +480,25 @@ class _Engine:
                     if any(int(i) in wanted for idx in b.outputs.values() for i in idx))
         return [b for b in [*self.stage_a, *blocks] if id(b) in keep]
 
-    def _record_plan(self, rows: list[int]) -> tuple[list[tuple[_Block, Model]], np.ndarray, int]:
-        """The blocks to evaluate for ``rows``, their column-shaped batches, and the
-        compact numbering of the signals they need (-1: not stored). Made once."""
+    def _record_plan(self, rows: list[int]) -> tuple[list[tuple[_Block, Model, frozenset[str]]],
+                                                     np.ndarray, int]:
+        """The blocks to evaluate for ``rows``, their column-shaped batches and the
+        outputs needed of each, and the compact numbering of the signals they need (-1:
+        not stored). The inputs of a block without feed-through are not needed: its
+        outputs depend on its states only. Made once."""
         key = tuple(rows)
         if self._plan_key != key:
             blocks = self.needed_blocks(rows)
             wanted = set(rows)
             for blk in blocks:
-                wanted.update(int(i) for idx in blk.inputs.values() for i in idx)
+                if blk.model.feedthrough:
+                    wanted.update(int(i) for idx in blk.inputs.values() for i in idx)
             compact = np.full(self.n_signals, -1)
             ordered = sorted(wanted)
             compact[ordered] = np.arange(len(ordered))
-            self._plan = ([(b, _batch(b.members, column=True)) for b in blocks], compact,
-                          len(ordered))
+            self._plan = ([(b, _columns(b.model) if b.vector else b.model, frozenset(
+                k for k, idx in b.outputs.items() if any(int(i) in wanted for i in idx)))
+                for b in blocks], compact, len(ordered))
             self._plan_key = key
         return self._plan
 
@@ -505,11 +525,13 @@ class _Engine:
             for slot, sig in self.series:
                 if compact[slot] >= 0:
                     s[compact[slot]] = np.interp(t, sig.t, sig.v)
-            for blk, model in blocks:
-                u = {k: s[_rows(compact[idx])] for k, idx in blk.inputs.items()}
+            for blk, model, names in blocks:
+                u = {k: s[_rows(compact[idx])] for k, idx in blk.inputs.items()} \
+                    if model.feedthrough else {}
                 xs = {k: x[sl] for k, sl in blk.states.items()}
-                y = model.output(t, u, xs)  # type: ignore[arg-type]  # arrays: vectorized
-                for k, idx in blk.outputs.items():
+                y = model.outputs_named(names, t, u, xs)  # type: ignore[arg-type]  # arrays
+                for k in names:
+                    idx = blk.outputs[k]
                     where = compact[idx]
                     keep = where >= 0
                     if keep.all():

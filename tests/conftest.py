@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import redis
 
 from tests.orchestrator import Orchestrator
 from twinctl import embedded
@@ -53,12 +54,19 @@ def stack_env(redis_server: Any, mqtt_server: Any, **extra: str) -> dict[str, st
     instance folder (seeded from the shipped set on first start)."""
     tag = uuid.uuid4().hex[:8]
     base = redis_server.url.rsplit("/", 1)[0]
+    url = f"{base}/{next(_db) % 16}"
+    # The 16 databases are used again and again in a session: what an earlier stack
+    # left in this one (a queued open-ended real-time job its workers never took, which
+    # this stack's real-time worker would take first and run for ever) goes first.
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
     return {
         "TWIN_INSTANCES": os.path.join(tempfile.gettempdir(), f"twinctl-test-{tag}", "instances"),
         "TWIN_CONTROLLER_ID": f"ctl-{tag}",
         "TWIN_MQTT_PREFIX": f"test-{tag}",
         "TWIN_MQTT_URL": mqtt_server.url,
-        "TWIN_REDIS_URL": f"{base}/{next(_db) % 16}",
+        "TWIN_REDIS_URL": url,
         "TWIN_LOG_LEVEL": "WARNING",
         **extra,
     }

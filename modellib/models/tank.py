@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -78,19 +78,36 @@ class Tank(Model):
 
     def _outflow(self, level: Any) -> Any:
         """Cd a sqrt(2 g level) of a level already clipped at 0."""
-        p = self.p
-        return (p["discharge_coefficient"] * p["outlet_area"] * _SQRT_2G) * np.sqrt(level)
+        coef = self.__dict__.get("_coef")
+        if coef is None:  # (once per element, or per batch of elements)
+            p = self.p
+            coef = self.__dict__["_coef"] = (
+                p["discharge_coefficient"] * p["outlet_area"] * _SQRT_2G)
+        return coef * np.sqrt(level)
 
     def output(self, t: float, u: Mapping[str, Any], x: Mapping[str, Any]) -> dict[str, Any]:
         level = np.maximum(x["level"], 0.0)
         return _plain({"level": level, "outflow": self._outflow(level),
                        "volume": self.p["area"] * level})
 
+    def outputs_named(self, names: Collection[str], t: float, u: Mapping[str, Any],
+                      x: Mapping[str, Any]) -> dict[str, Any]:
+        level = x["level"]
+        if not (type(level) is np.ndarray and level.size and level.min() >= 0.0):
+            level = np.maximum(level, 0.0)  # (else the states themselves: no copy)
+        out = {"level": level}
+        if "outflow" in names:
+            out["outflow"] = self._outflow(level)
+        if "volume" in names:
+            out["volume"] = self.p["area"] * level
+        return _plain(out)
+
     def derivatives(self, t: float, u: Mapping[str, Any], x: Mapping[str, Any]) -> dict[str, Any]:
         level = x["level"]
         net = u.get("inflow", 0.0) - self._outflow(np.maximum(level, 0.0))
-        # cannot go below empty: no fall while dry and more leaves than enters
-        rate = np.where((level <= 0.0) & (net < 0.0), 0.0, net / self.p["area"])
+        rate = net / self.p["area"]
+        if np.min(level) <= 0.0:  # cannot go below empty: no fall while dry and more
+            rate = np.where((level <= 0.0) & (net < 0.0), 0.0, rate)  # leaves than enters
         return _plain({"level": rate})
 
     def steady_state(
@@ -123,7 +140,9 @@ class Tank(Model):
 
 def _plain_value(value: Any) -> Any:
     """A Python float for a scalar, the array itself for vectorized evaluation."""
-    return float(value) if np.ndim(value) == 0 else value
+    if type(value) is np.ndarray and value.ndim:
+        return value
+    return float(value)
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:
