@@ -24,8 +24,9 @@ it (left limits); the next segment starts from it with the values from it on.
 Inside a segment the elements' event functions are watched: with continuous
 states, a sign change is located by the solver (terminal event); with none, along
 the signals themselves (at the output times, at every ``max_step`` of the sources
-that ask for one, and the segment's end, then ``brentq``). The run restarts there
-after the element's ``on_event``. The discrete states are made consistent with
+that ask for one, and the segment's end, then ``brentq``); a crossing at the
+segment's end itself (a source that jumps across a threshold there) fires there.
+The run restarts there after the element's ``on_event``. The discrete states are made consistent with
 the inputs at t0 (:meth:`modellib.Model.consistent_state`). Outputs are recorded
 at ``time.start + k * time.step`` up to ``time.stop`` (both included), after the
 updates and events of an instant (right limits), the last one too.
@@ -163,6 +164,9 @@ class _Engine:
         }
         self.nfev = 0
         self.record_s = 0.0
+        self.until = math.inf
+        """no time later than this is given to the models (a segment's end, its left
+        limit: a source that jumps there is seen before the jump)"""
         self._cache_key: tuple[float, bytes] | None = None
         self._plan_key: tuple[int, ...] | None = None
         self._plan: tuple[list[tuple[_Block, Model, frozenset[str]]], np.ndarray, int] = (
@@ -336,6 +340,7 @@ class _Engine:
         return s
 
     def rhs(self, t: float, x: np.ndarray) -> np.ndarray:
+        t = min(t, self.until)
         self.nfev += 1
         if self.should_stop is not None and self.nfev % 256 == 0:
             self._poll_stop(t)
@@ -395,10 +400,10 @@ class _Engine:
             if not changed:
                 return
 
-    def event_functions(self, t: float, x: np.ndarray, until: float = math.inf,
+    def event_functions(self, t: float, x: np.ndarray,
                         ) -> list[tuple[Callable[..., float], _Block, str]]:
         """The event functions armed at (t, x): each with its block and event name,
-        evaluated at no time later than ``until`` (a segment's end, its left limit)."""
+        evaluated at no time later than :attr:`until`."""
         s = self.evaluate(t, x)
         out: list[tuple[Callable[..., float], _Block, str]] = []
         for blk in [*self.stage_a, *[b for b in self.stage_b if isinstance(b, _Block)],
@@ -409,23 +414,22 @@ class _Engine:
                     armed = np.asarray(g0) > 1e-12
                     if not armed.any():
                         continue
-                    out.append((self._vector_event(blk, name, armed, until), blk, name))
+                    out.append((self._vector_event(blk, name, armed), blk, name))
                 elif abs(float(g0)) > 1e-12:  # just fired: re-armed once it leaves zero
-                    out.append((self._single_event(blk, name, until), blk, name))
+                    out.append((self._single_event(blk, name), blk, name))
         return out
 
-    def _single_event(self, blk: _Block, name: str, until: float) -> Callable[..., float]:
+    def _single_event(self, blk: _Block, name: str) -> Callable[..., float]:
         def g(t: float, x: np.ndarray) -> float:
-            t = min(t, until)
+            t = min(t, self.until)
             s = self.evaluate(t, x)
             return float(self._call(blk, "event_functions", t, x, s)[name])
         g.terminal = True  # type: ignore[attr-defined]
         return g
 
-    def _vector_event(self, blk: _Block, name: str, armed: np.ndarray,
-                      until: float) -> Callable[..., float]:
+    def _vector_event(self, blk: _Block, name: str, armed: np.ndarray) -> Callable[..., float]:
         def g(t: float, x: np.ndarray) -> float:
-            t = min(t, until)
+            t = min(t, self.until)
             s = self.evaluate(t, x)
             values = self._call(blk, "event_functions", t, x, s)
             return float(np.min(np.asarray(values[name])[armed]))
@@ -545,6 +549,12 @@ class _Engine:
             out[:, col.start + i] = self.evaluate(float(ti), np.ascontiguousarray(x[:, i]))[rows]
 
 
+def _crossed(g: Callable[..., float], g0: float, g1: float) -> bool:
+    """Whether event function ``g`` crossed zero from ``g0`` to ``g1`` (a vectorized
+    one only downwards: its ``direction`` is -1)."""
+    return (g0 > 0 and g1 <= 0) or (g0 < 0 and g1 >= 0 and getattr(g, "direction", 0) != -1)
+
+
 def _rows(index: np.ndarray) -> slice | np.ndarray:
     """``index`` as a slice when it is a run of consecutive rows (a view, no copy)."""
     if len(index) and index[0] >= 0 and np.all(np.diff(index) == 1):
@@ -652,24 +662,23 @@ class March:
             t_eval = grid[recorded:upto]
             # the segment sees the inputs before its end (a source jumping at t_end: its
             # left limit), the next one those from it on
-            until = float(np.nextafter(t_end, -math.inf))
-            watched = eng.event_functions(t, self.x, until)
-            if eng.n_states == 0:
-                recorded += self._without_states(t, t_end, until, watched, t_eval, rows, out,
-                                                 recorded)
-                continue
-            ext = np.append(t_eval, t_end)  # t_end: the state to go on from, not recorded
-
-            def rhs(tt: float, xx: np.ndarray, until: float = until) -> np.ndarray:
-                return eng.rhs(min(tt, until), xx)
-
+            eng.until = until = float(np.nextafter(t_end, -math.inf))
             try:
-                sol = integrate.solve_ivp(rhs, (t, t_end), self.x, t_eval=ext,
+                watched = eng.event_functions(t, self.x)
+                if eng.n_states == 0:
+                    recorded += self._without_states(t, t_end, until, watched, t_eval, rows,
+                                                     out, recorded)
+                    continue
+                before = [g(t, self.x) for g, _, _ in watched]
+                ext = np.append(t_eval, t_end)  # t_end: the state to go on from, not recorded
+                sol = integrate.solve_ivp(eng.rhs, (t, t_end), self.x, t_eval=ext,
                                           events=[g for g, _, _ in watched] or None,
                                           **self.opts)
             except (ValueError, ArithmeticError) as exc:
                 raise ScenarioRuntimeError(f"the solver failed at t = {t:g} s: {exc}",
                                            path="scenario.solver") from None
+            finally:
+                eng.until = math.inf
             if sol.status == -1:
                 raise ScenarioRuntimeError(
                     f"the solver failed at t = {float(sol.t[-1]) if len(sol.t) else t:g} s: "
@@ -689,6 +698,21 @@ class March:
                 continue
             self.x = np.asarray(sol.y[:, -1], dtype=float)
             self.t = t_end
+            self._fire_at_end(t_end, watched, before)
+
+    def _fire_at_end(self, t_end: float,
+                     watched: list[tuple[Callable[..., float], _Block, str]],
+                     before: list[float]) -> None:
+        """A segment that reached its end ``t_end`` with no event inside: an event
+        function that crosses zero at ``t_end`` itself (a continuous signal that gets
+        there exactly, or a source that jumps across a threshold there: the values from
+        ``t_end`` on) fires there."""
+        if not watched:
+            return
+        fired = [(w, t_end) for w, g0 in zip(watched, before, strict=True)
+                 if _crossed(w[0], g0, w[0](t_end, self.x))]
+        if fired:
+            self._fire(t_end, fired)
 
     def _fire(self, te: float, fired: list[tuple[tuple[Any, _Block, str], float]]) -> None:
         """The events located first, at ``te``: the time goes there and each element
@@ -713,6 +737,8 @@ class March:
                             slice(recorded, recorded + n))
         if te is None:
             self.t = t_end
+            self.eng.until = math.inf
+            self._fire_at_end(t_end, watched, [g(t, self.x) for g, _, _ in watched])
         else:
             self._fire(te, fired)
         return n
@@ -739,8 +765,7 @@ class March:
         for b in ahead:
             now = [g(float(b), x) for g, _, _ in watched]
             crossed = [i for i, (g0, g1) in enumerate(zip(before, now, strict=True))
-                       if (g0 > 0 and g1 <= 0) or (g0 < 0 and g1 >= 0 and getattr(
-                           watched[i][0], "direction", 0) != -1)]
+                       if _crossed(watched[i][0], g0, g1)]
             if crossed:
                 times = [(i, self._root(watched[i][0], a, float(b), now[i])) for i in crossed]
                 te = min(tj for _, tj in times)

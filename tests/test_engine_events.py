@@ -236,3 +236,56 @@ def test_a_consistent_initial_state_is_kept_inside_the_band() -> None:
     out = run_scenario(sc)
     assert out["values"]["ctl.output"][0] == 0.0
     assert math.isclose(out["values"]["store.y"][-1], 1.5 * math.exp(-5 / 100), rel_tol=1e-6)
+
+
+# ----- events at the last output time --------------------------------------------------
+def test_a_step_at_time_stop_shows_in_the_last_row() -> None:
+    """A Step whose step_time is time.stop: the last row shows its final value (the
+    value from that instant on), the one before its initial one."""
+    out = run_scenario(dyn({"s": {"model": "Step", "params": {
+        "initial": 1.0, "final": 5.0, "step_time": 10.0}},
+        "lag": {"model": "FirstOrderLag", "params": {"time_constant": 2.0}}},
+        10.0, 1.0, connections=[{"from": "s.y", "to": "lag.u"}], outputs=["s.y", "lag.y"]))
+    assert list(out["values"]["s.y"][-2:]) == [1.0, 5.0]
+    # the lag, continuous, has not moved yet at the jump: y = 1 - exp(-t/2) (closed form)
+    assert out["values"]["lag.y"][-1] == pytest.approx(1 - math.exp(-5.0), abs=1e-5)
+
+
+def test_a_crossing_at_time_stop_without_states_switches_the_last_row() -> None:
+    """A measurement rising linearly to exactly high at time.stop: the controller
+    (on_when 'above', no state anywhere) is off in every row but the last."""
+    out = run_scenario(dyn({"ctl": hysteresis(2.0, 8.0, on_when="above")}, 8.0, 1.0,
+                           inputs={"ctl.measurement": {"t": [0, 8], "v": [0, 8]}}))
+    assert list(out["values"]["ctl.output"]) == [0.0] * 8 + [1.0]
+    assert out["stats"]["events"] == 1
+
+
+@pytest.mark.parametrize("at", [3.5, 4.0])
+def test_a_source_jumping_across_a_threshold_fires_at_the_jump(at: float) -> None:
+    """A Step from 0 to 10 (between output times, or on one) straight into an on/off
+    controller (high 8, on_when 'above'; no state anywhere): it switches on at the jump,
+    and the row at the jump itself shows it on (the value from that instant on)."""
+    out = run_scenario(dyn({"s": {"model": "Step", "params": {
+        "initial": 0.0, "final": 10.0, "step_time": at}},
+        "ctl": hysteresis(2.0, 8.0, on_when="above")},
+        8.0, 0.5, connections=[{"from": "s.y", "to": "ctl.measurement"}]))
+    t = np.asarray(out["t"])
+    assert np.array_equal(out["values"]["ctl.output"], (t >= at).astype(float))
+    assert out["stats"]["events"] == 1
+
+
+def test_a_source_jumping_across_a_threshold_fires_with_states_too() -> None:
+    """The same jump with a state elsewhere in the scenario (the integrator runs):
+    the controller switches at the jump, where the segment ends."""
+    out = run_scenario(dyn({"s": {"model": "Step", "params": {
+        "initial": 0.0, "final": 10.0, "step_time": 3.3}},
+        "ctl": hysteresis(2.0, 8.0, on_when="above"),
+        "lag": {"model": "FirstOrderLag", "params": {"time_constant": 1.0}}},
+        8.0, 0.5, connections=[{"from": "s.y", "to": "ctl.measurement"},
+                               {"from": "ctl.output", "to": "lag.u"}],
+        solver={"rtol": 1e-10, "atol": 1e-12}))
+    t = np.asarray(out["t"])
+    assert np.array_equal(out["values"]["ctl.output"], (t >= 3.3).astype(float))
+    # the lag answers the controller from t = 3.3 on: y = 1 - exp(-(t - 3.3)) (closed form)
+    assert np.allclose(out["values"]["lag.y"], np.where(t > 3.3, 1 - np.exp(-(t - 3.3)), 0.0),
+                       atol=1e-8)
