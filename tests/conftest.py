@@ -49,18 +49,21 @@ def mqtt_server() -> Iterator[embedded.EmbeddedService]:
     svc.stop()
 
 
-def stack_env(redis_server: Any, mqtt_server: Any, **extra: str) -> dict[str, str]:
+def stack_env(redis_server: Any, mqtt_server: Any, *, fresh_db: bool = True,
+              **extra: str) -> dict[str, str]:
     """Settings for one isolated stack: own controller id, prefix, Redis database and
-    instance folder (seeded from the shipped set on first start)."""
+    instance folder (seeded from the shipped set on first start). ``fresh_db``: empty
+    the database first (off for a Redis of the test's own that needs a password)."""
     tag = uuid.uuid4().hex[:8]
     base = redis_server.url.rsplit("/", 1)[0]
     url = f"{base}/{next(_db) % 16}"
     # The 16 databases are used again and again in a session: what an earlier stack
     # left in this one (a queued open-ended real-time job its workers never took, which
     # this stack's real-time worker would take first and run for ever) goes first.
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    client.close()
+    if fresh_db:
+        client = redis.Redis.from_url(url)
+        client.flushdb()
+        client.close()
     return {
         "TWIN_INSTANCES": os.path.join(tempfile.gettempdir(), f"twinctl-test-{tag}", "instances"),
         "TWIN_CONTROLLER_ID": f"ctl-{tag}",

@@ -93,6 +93,7 @@ def test_a_stack_with_passwords_from_files_a_client_certificate_and_redis_tls(
     (secrets / "mqtt").write_text(PASSWORD + "\n")
     port = password_redis.tls_port if scheme == "rediss" else password_redis.port
     env = stack_env(SimpleNamespace(url=f"{scheme}://{HOST}:{port}/0"), SimpleNamespace(url=""),
+                    fresh_db=False,  # (its own Redis, with a password: nothing left in it)
                     TWIN_MQTT_URL=f"mqtts://{HOST}:{tls_broker.mtls_port}",
                     TWIN_MQTT_CA_FILE=str(pki.ca), TWIN_MQTT_CERT_FILE=str(pki.client_cert),
                     TWIN_MQTT_KEY_FILE=str(pki.client_key), TWIN_MQTT_USERNAME=USER,
