@@ -26,10 +26,11 @@ states, a sign change is located by the solver (terminal event); with none, alon
 the signals themselves (at the output times, at every ``max_step`` of the sources
 that ask for one, and the segment's end, then ``brentq``); a crossing at the
 segment's end itself (a source that jumps across a threshold there) fires there.
-The run restarts there after the element's ``on_event``. The discrete states are made consistent with
-the inputs at t0 (:meth:`modellib.Model.consistent_state`). Outputs are recorded
-at ``time.start + k * time.step`` up to ``time.stop`` (both included), after the
-updates and events of an instant (right limits), the last one too.
+The run restarts there after the element's ``on_event``. The discrete states are
+made consistent with the inputs at t0 (:meth:`modellib.Model.consistent_state`).
+Outputs are recorded at ``time.start + k * time.step`` up to ``time.stop`` (both
+included), after the updates and events of an instant (right limits), the last one
+too.
 
 (One module above the project's ~400 lines on purpose: the staged right-hand side,
 the march over segments, the event location and the recording share one state
