@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
+from . import units
 from .errors import InvalidArgument, MissingArgument, ModelRuntimeError, did_you_mean
 from .validation import declared_error, flatten
 
@@ -48,6 +49,7 @@ class Variable:
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "unit": self.unit,
+                               "dimension": units.dimension(self.unit),
                                "description": self.description}
         if self.type != "number":
             out["type"] = self.type

@@ -11,6 +11,8 @@ Tree::
         ├── UnknownFunction    code ``unknown_function``
         ├── MissingArgument    code ``missing_argument``
         ├── InvalidArgument    code ``invalid_argument``
+        │   ├── UnknownUnit    a unit spelling it cannot read (:mod:`modellib.units`)
+        │   └── UnitMismatch   two units of different dimensions
         └── ModelRuntimeError  code ``runtime_error`` (a model failed numerically)
 
 Other packages derive their own base from :class:`CodedError`, so anything that

@@ -21,6 +21,7 @@ from modellib.errors import InvalidArgument, did_you_mean
 
 from .errors import InvalidScenario
 from .schema import RealtimeSchema, parse_scenario
+from .unitvalues import is_quantity, number_or_quantity, params_in_units, scale_to
 
 __all__ = ["Port", "Signal", "Element", "Scenario", "build_scenario"]
 
@@ -160,7 +161,16 @@ def _check_port(
 _NUMBER_TYPES = frozenset({int, float})
 
 
-def _signal(value: Any, path: str) -> Signal:
+def _unit_of(model: Any, port: str) -> str:
+    """The declared unit of input port ``port`` of ``model``."""
+    return next((v.unit for v in model.inputs if v.name == port), "any")
+
+
+def _signal(value: Any, path: str, unit: str = "any") -> Signal:
+    """The value of an input port of unit ``unit``: a number, a number with its unit,
+    or a series (with its ``unit``, optionally), in ``unit``."""
+    if is_quantity(value):
+        return Signal(np.zeros(1), np.array([number_or_quantity(value, unit, path)]))
     if isinstance(value, bool) or not isinstance(value, int | float | dict):
         raise InvalidArgument(
             f"{path} must be a number or a series {{\"t\": [...], \"v\": [...]}}", path=path
@@ -169,12 +179,22 @@ def _signal(value: Any, path: str) -> Signal:
         if not math.isfinite(value):
             raise InvalidArgument(f"{path} must be a finite number", path=path)
         return Signal(np.zeros(1), np.array([float(value)]))
-    extra = set(value) - {"t", "v"}
+    extra = set(value) - {"t", "v", "unit"}
     if extra:
         raise InvalidArgument(
-            f"{path}: unknown field {sorted(extra)[0]!r} in a series; use 't' and 'v'",
+            f"{path}: unknown field {sorted(extra)[0]!r} in a series; use 't', 'v' and "
+            "optionally 'unit'",
             path=f"{path}.{sorted(extra)[0]}",
         )
+    signal = _series(value, path)
+    if "unit" in value:
+        scale, offset = scale_to(value["unit"], unit, path)
+        signal = Signal(signal.t, signal.v * scale + offset)
+    return signal
+
+
+def _series(value: dict[str, Any], path: str) -> Signal:
+    """The ``t`` and ``v`` of a series, checked."""
     arrays = []
     for key in ("t", "v"):
         seq = value.get(key)
@@ -267,16 +287,19 @@ def build_scenario(data: Any, *, path: str = "scenario") -> Scenario:
     for name, spec in sc["elements"].items():
         where = f"{path}.elements.{name}"
         cls = get_model(spec["model"], path=f"{where}.model")
-        model = cls(spec["params"], path=f"{where}.params")
-        states = {*model.state_names(), *model.discrete_names()}
-        for key in spec["initial"]:
-            if key not in states:
+        model = cls(params_in_units(cls.parameters, spec["params"], f"{where}.params"),
+                    path=f"{where}.params")
+        state_units = {v.name: v.unit for v in (*model.states, *model.discrete)}
+        initial = {}
+        for key, value in spec["initial"].items():
+            if key not in state_units:
                 raise InvalidArgument(
                     f"{where}.initial: {cls.name} has no state {key!r}"
-                    f"{did_you_mean(key, states) if states else ' (it has no states)'}",
+                    f"{did_you_mean(key, state_units) if state_units else ' (it has no states)'}",
                     path=f"{where}.initial.{key}",
                 )
-        elements[name] = Element(name, model, dict(spec["initial"]))
+            initial[key] = number_or_quantity(value, state_units[key], f"{where}.initial.{key}")
+        elements[name] = Element(name, model, initial)
 
     feeds: dict[Port, Port] = {}
     for i, conn in enumerate(sc["connections"]):
@@ -304,7 +327,7 @@ def build_scenario(data: Any, *, path: str = "scenario") -> Scenario:
                 "and cannot also take a value; drop one of the two",
                 path=where,
             )
-        inputs[port] = _signal(value, where)
+        inputs[port] = _signal(value, where, _unit_of(elements[port[0]].model, port[1]))
 
     for name, el in elements.items():
         for var in el.model.inputs:

@@ -26,7 +26,8 @@ class ElementSchema(_Strict):
     model = StrictString(required=True)
     instance = StrictString(validate=validate.Length(1, 128))
     params = fields.Dict(keys=StrictString(), values=fields.Raw(), load_default=dict)
-    initial = fields.Dict(keys=StrictString(), values=StrictFloat(), load_default=dict)
+    initial = fields.Dict(keys=StrictString(), values=fields.Raw(), load_default=dict)
+    """numbers, or numbers with their units: checked with the states' declared units"""
 
 
 class ConnectionSchema(_Strict):

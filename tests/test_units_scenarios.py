@@ -1,0 +1,100 @@
+"""Scenarios given in engineering units: values converted to the declared units give
+the same result as the SI values (the conversions themselves are in test_units.py)."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from modellib import CodedError
+from scenario_builder import run_scenario
+
+
+def heated(q: Any, t0: Any, **params: Any) -> dict[str, Any]:
+    return {"mode": "dynamic",
+            "elements": {"body": {"model": "ThermalMass", "params": {
+                "heat_capacity": 2.0e5, "thermal_resistance": 0.05, **params},
+                "initial": {"temperature": t0}}},
+            "inputs": {"body.heat_in": q, "body.ambient_temperature": 293.15},
+            "outputs": ["body.temperature"],
+            "time": {"start": 0, "stop": 600, "step": 60}}
+
+
+def temperatures(sc: dict[str, Any]) -> np.ndarray:
+    return np.asarray(run_scenario(sc)["values"]["body.temperature"])
+
+
+def test_params_initial_states_and_inputs_in_other_units_give_the_si_result() -> None:
+    si = temperatures(heated(1500.0, 303.15))
+    given = temperatures(heated({"value": 1.5, "unit": "kW"}, {"value": 30.0, "unit": "degC"},
+                                heat_capacity={"value": 200.0, "unit": "kJ/K"},
+                                thermal_resistance={"value": 50.0, "unit": "mK/W"}))
+    assert np.allclose(given, si, rtol=1e-12, atol=1e-9)
+
+
+def test_a_series_with_its_unit_is_converted() -> None:
+    si = temperatures(heated({"t": [0, 300, 600], "v": [0.0, 2000.0, 0.0]}, 293.15))
+    given = temperatures(heated({"t": [0, 300, 600], "v": [0.0, 2.0, 0.0], "unit": "kW"},
+                                293.15))
+    assert np.allclose(given, si, rtol=1e-12, atol=1e-9)
+
+
+def static_line(speed: Any, **line: Any) -> dict[str, Any]:
+    return {"mode": "static",
+            "elements": {"pump": {"model": "CentrifugalPump", "params": {
+                "rated_speed": 1450, "shutoff_head": 40.0, "curve_coefficient": 20000.0,
+                "efficiency": 0.72}},
+                "line": {"model": "Pipe", "params": {
+                    "length": 120.0, "diameter": 0.1023, "roughness": 4.5e-5,
+                    "static_head": 12.0, "minor_loss": 6.5, **line}}},
+            "connections": [{"from": "pump.head", "to": "line.head"},
+                            {"from": "line.flow", "to": "pump.flow"}],
+            "inputs": {"pump.speed": speed}, "outputs": ["line.flow", "pump.power"]}
+
+
+def test_a_pump_speed_in_rad_per_s_and_a_pipe_in_millimetres_give_the_si_result() -> None:
+    si = run_scenario(static_line(1450.0))["values"]
+    given = run_scenario(static_line({"value": 1450 * 2 * math.pi / 60, "unit": "rad/s"},
+                                     diameter={"value": 102.3, "unit": "mm"},
+                                     roughness={"value": 0.045, "unit": "mm"}))["values"]
+    for name in ("line.flow", "pump.power"):
+        assert given[name] == pytest.approx(si[name], rel=1e-10)
+
+
+@pytest.mark.parametrize(("where", "value", "path"), [
+    ("param", {"value": 5, "unit": "K"}, "scenario.elements.body.params.heat_capacity.unit"),
+    ("initial", {"value": 5, "unit": "bar"}, "scenario.elements.body.initial.temperature.unit"),
+    ("input", {"value": 5, "unit": "m3/s"}, "scenario.inputs.body.heat_in.unit"),
+    ("input", {"t": [0, 1], "v": [1, 2], "unit": "rpm"}, "scenario.inputs.body.heat_in.unit"),
+])
+def test_a_unit_of_another_dimension_is_refused_naming_both_units_and_the_path(
+        where: str, value: Any, path: str) -> None:
+    sc = heated(1500.0, 293.15)
+    if where == "param":
+        sc["elements"]["body"]["params"]["heat_capacity"] = value
+        declared = "J/K"
+    elif where == "initial":
+        sc["elements"]["body"]["initial"]["temperature"] = value
+        declared = "K"
+    else:
+        sc["inputs"]["body.heat_in"] = value
+        declared = "W"
+    with pytest.raises(CodedError) as err:
+        run_scenario(sc)
+    assert err.value.code == "invalid_argument" and err.value.path == path
+    assert repr(value["unit"]) in err.value.message and repr(declared) in err.value.message
+
+
+@pytest.mark.parametrize("value", [{"value": "5", "unit": "kW"}, {"value": 5, "unit": 3},
+                                   {"value": 5, "unit": "blorps"}, {"value": math.inf,
+                                                                    "unit": "kW"}])
+def test_a_malformed_value_with_a_unit_is_refused_with_its_path(value: Any) -> None:
+    sc = copy.deepcopy(heated(value, 293.15))
+    with pytest.raises(CodedError) as err:
+        run_scenario(sc)
+    assert err.value.code == "invalid_argument"
+    assert str(err.value.path).startswith("scenario.inputs.body.heat_in")
