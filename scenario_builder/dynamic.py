@@ -74,6 +74,9 @@ class _Block:
     inputs: dict[str, np.ndarray] = field(default_factory=dict)
     outputs: dict[str, np.ndarray] = field(default_factory=dict)
     states: dict[str, slice] = field(default_factory=dict)
+    convert: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    """input → ``(scale, offset)`` (per member) from the unit of its source to its own,
+    for the inputs whose connection converts"""
 
     @property
     def name(self) -> str:
@@ -184,6 +187,11 @@ class _Engine:
         blk = _Block(members, model, vector)
         for var in members[0].model.inputs:
             blk.inputs[var.name] = np.array([self._source_index(m, var.name) for m in members])
+            convert = [self.sc.conversions.get((m.name, var.name), (1.0, 0.0)) for m in members]
+            if any(c != (1.0, 0.0) for c in convert):
+                scale, offset = (np.array(c) for c in zip(*convert, strict=True))
+                blk.convert[var.name] = ((scale, offset) if vector
+                                         else (float(scale[0]), float(offset[0])))
         for out in members[0].model.output_names():
             blk.outputs[out] = np.array([self.index[(m.name, out)] for m in members])
         names = members[0].model.state_names()
@@ -280,8 +288,12 @@ class _Engine:
 
     def _u_of(self, blk: _Block, s: np.ndarray) -> dict[str, Any]:
         if blk.vector:
-            return {k: s[idx] for k, idx in blk.inputs.items()}
-        return {k: float(s[idx[0]]) for k, idx in blk.inputs.items()}
+            u = {k: s[idx] for k, idx in blk.inputs.items()}
+        else:
+            u = {k: float(s[idx[0]]) for k, idx in blk.inputs.items()}
+        for k, (scale, offset) in blk.convert.items():  # (units: folded in once)
+            u[k] = u[k] * scale + offset
+        return u
 
     def _call(self, blk: _Block, method: str, t: float, x: np.ndarray, s: np.ndarray,
               *first: str) -> dict[str, Any]:
@@ -467,10 +479,15 @@ class _Engine:
 
     # ------------------------------------------------------------ outputs
     def port_index(self, port: Port) -> int:
-        """Where a port's value is in the signal vector (an input port: its source)."""
+        """Where a port's value is in the signal vector (an input port: its source, in
+        the source's unit: :meth:`port_conversion`)."""
         if port in self.index:
             return self.index[port]
         return self.index[self.sc.feeds[port]]
+
+    def port_conversion(self, port: Port) -> tuple[float, float]:
+        """``(scale, offset)`` from the value at :meth:`port_index` to the port's unit."""
+        return self.sc.conversions.get(port, (1.0, 0.0))
 
     def needed_blocks(self, rows: list[int]) -> list[_Block]:
         """The blocks whose outputs the signals ``rows`` need, in evaluation order."""
@@ -533,6 +550,8 @@ class _Engine:
             for blk, model, names in blocks:
                 u = {k: s[_rows(compact[idx])] for k, idx in blk.inputs.items()} \
                     if model.feedthrough else {}
+                for k, (scale, offset) in blk.convert.items() if u else ():
+                    u[k] = u[k] * _column(scale) + _column(offset)
                 xs = {k: x[sl] for k, sl in blk.states.items()}
                 y = model.outputs_named(names, t, u, xs)  # type: ignore[arg-type]  # arrays
                 for k in names:
@@ -548,6 +567,11 @@ class _Engine:
             return
         for i, ti in enumerate(t):
             out[:, col.start + i] = self.evaluate(float(ti), np.ascontiguousarray(x[:, i]))[rows]
+
+
+def _column(value: Any) -> Any:
+    """A per-member array as a column (members by times); a number as it is."""
+    return value[:, None] if isinstance(value, np.ndarray) else value
 
 
 def _crossed(g: Callable[..., float], g0: float, g1: float) -> bool:
@@ -804,6 +828,10 @@ def simulate(sc: Scenario, should_stop: Callable[[], bool] | None = None) -> dic
     march.apply_due()  # the sample instants at time.stop too: the last row is up to date
     march.record_now(rows, s_out, recorded)
     recorded += 1
+    for i, port in enumerate(sc.outputs):  # an input port recorded: in its own unit
+        scale, offset = march.eng.port_conversion(port)
+        if (scale, offset) != (1.0, 0.0):
+            s_out[i] = s_out[i] * scale + offset
     if recorded != len(grid):  # pragma: no cover - a bug, not an input
         raise ScenarioRuntimeError(f"recorded {recorded} of {len(grid)} rows", path="scenario")
     values = {f"{e}.{p}": s_out[i] for i, (e, p) in enumerate(sc.outputs)}

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from modellib import Model, get_model
+from modellib import Model, get_model, units
 from modellib.errors import InvalidArgument, did_you_mean
 
 from .errors import InvalidScenario
@@ -80,6 +80,9 @@ class Scenario:
     solver: dict[str, Any] = field(default_factory=dict)
     order: list[list[str]] = field(default_factory=list)
     """elements grouped into strongly connected components, in evaluation order"""
+    conversions: dict[Port, tuple[float, float]] = field(default_factory=dict)
+    """input port → ``(scale, offset)`` from the unit of the output that feeds it to its
+    own (only where they differ: ``rad/s`` into ``rpm``)"""
 
     def to_data(self) -> dict[str, Any]:
         """This checked scenario as JSON-able data that builds the same scenario again:
@@ -161,9 +164,25 @@ def _check_port(
 _NUMBER_TYPES = frozenset({int, float})
 
 
-def _unit_of(model: Any, port: str) -> str:
-    """The declared unit of input port ``port`` of ``model``."""
-    return next((v.unit for v in model.inputs if v.name == port), "any")
+def _unit_of(model: Any, port: str, kind: str = "input") -> str:
+    """The declared unit of input (or output) port ``port`` of ``model``."""
+    ports = model.inputs if kind == "input" else model.outputs
+    return next((v.unit for v in ports if v.name == port), "any")
+
+
+def _connection_units(elements: Mapping[str, Element], src: Port, dst: Port,
+                      where: str) -> tuple[float, float]:
+    """``(scale, offset)`` from the unit of output ``src`` to that of input ``dst``;
+    ``invalid_scenario`` naming both ports and units when their dimensions differ."""
+    a = _unit_of(elements[src[0]].model, src[1], "output")
+    b = _unit_of(elements[dst[0]].model, dst[1])
+    try:
+        return units.conversion(a, b)
+    except InvalidArgument:
+        raise InvalidScenario(
+            f"{where}: {_port_name(src)!r} is in {a!r} ({units.dimension(a)}) and "
+            f"{_port_name(dst)!r} in {b!r} ({units.dimension(b)}): a connection joins "
+            "ports of one dimension (it converts between their units)", path=where) from None
 
 
 def _signal(value: Any, path: str, unit: str = "any") -> Signal:
@@ -302,6 +321,7 @@ def build_scenario(data: Any, *, path: str = "scenario") -> Scenario:
         elements[name] = Element(name, model, initial)
 
     feeds: dict[Port, Port] = {}
+    conversions: dict[Port, tuple[float, float]] = {}
     for i, conn in enumerate(sc["connections"]):
         where = f"{path}.connections[{i}]"
         src = _split_port(conn["source"], elements, f"{where}.from")
@@ -315,6 +335,9 @@ def build_scenario(data: Any, *, path: str = "scenario") -> Scenario:
                 path=f"{where}.to",
             )
         feeds[dst] = src
+        scale = _connection_units(elements, src, dst, where)
+        if scale != (1.0, 0.0):
+            conversions[dst] = scale
 
     inputs: dict[Port, Signal] = {}
     for key, value in sc["inputs"].items():
@@ -377,6 +400,7 @@ def build_scenario(data: Any, *, path: str = "scenario") -> Scenario:
     scenario = Scenario(
         mode=sc["mode"], elements=elements, feeds=feeds, inputs=inputs, outputs=outputs,
         time=time, post=sc["post"], realtime=sc["realtime"], solver=sc["solver"],
+        conversions=conversions,
     )
     scenario.order = _components(list(elements), feeds)
     return scenario

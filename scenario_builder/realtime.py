@@ -149,6 +149,8 @@ def run_realtime(sc: Scenario, steering: Steering, *,
     march = March(sc)
     ports = {f"{e}.{p}": (e, p) for e, p in sc.inputs}
     rows = [march.eng.port_index(port) for port in sc.outputs]
+    convert = [march.eng.port_conversion(port) for port in sc.outputs]
+    """(an input port recorded: from its source's unit to its own)"""
     names = [f"{e}.{p}" for e, p in sc.outputs]
     buf = np.empty((len(rows), every))
     buf_t: list[float] = []
@@ -160,8 +162,10 @@ def run_realtime(sc: Scenario, steering: Steering, *,
         if not buf_t:
             return
         n = len(buf_t)
-        steering.publish(c.chunks, list(buf_t), {name: buf[i, :n].tolist()
-                                                 for i, name in enumerate(names)},
+        steering.publish(c.chunks, list(buf_t), {
+            name: (buf[i, :n] * convert[i][0] + convert[i][1]).tolist()
+            if convert[i] != (1.0, 0.0) else buf[i, :n].tolist()
+            for i, name in enumerate(names)},
                          _stats(c, lat, period, tolerance, policy))
         c.chunks += 1
         buf_t.clear()

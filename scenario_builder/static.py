@@ -42,10 +42,14 @@ class _Evaluator:
             src = self.sc.feeds.get(port)
             if src is None:
                 u[var.name] = self.values[port]
-            elif torn is not None and src in torn:
+                continue
+            if torn is not None and src in torn:
                 u[var.name] = torn[src]
             else:
                 u[var.name] = self.values[src]
+            scale, offset = self.sc.conversions.get(port, (1.0, 0.0))  # units, folded in
+            if (scale, offset) != (1.0, 0.0):
+                u[var.name] = u[var.name] * scale + offset
         return u
 
     def evaluate(self, el: Element, torn: dict[Port, float] | None = None) -> dict[str, float]:

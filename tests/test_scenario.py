@@ -54,12 +54,17 @@ def code_path(data: Any) -> tuple[str, str | None]:
          ("invalid_argument", "scenario.inputs.pump.speed")),
         (sc(inputs={"pump.speed": {"t": [0, 2, 1], "v": [1, 2, 3]}, "pump.flow": 0}),
          ("invalid_scenario", "scenario.inputs.pump.speed.t[2]")),
-        (sc(connections=[{"from": "pump.head", "to": "pump.flow"},
-                         {"from": "pump.power", "to": "pump.flow"}], inputs={"pump.speed": 1}),
+        (sc(elements={"pump": PUMP, "a": {"model": "Sine"}, "b": {"model": "Sine"}},
+            connections=[{"from": "a.y", "to": "pump.flow"},
+                         {"from": "b.y", "to": "pump.flow"}], inputs={"pump.speed": 1}),
          ("invalid_scenario", "scenario.connections[1].to")),
+        # a head (m) into a flow (m3/s): another dimension
+        (sc(connections=[{"from": "pump.head", "to": "pump.flow"}], inputs={"pump.speed": 1}),
+         ("invalid_scenario", "scenario.connections[0]")),
         (sc(connections=[{"from": "pump.speed", "to": "pump.flow"}]),
          ("invalid_scenario", "scenario.connections[0].from")),
-        (sc(connections=[{"from": "pump.head", "to": "pump.flow"}]),
+        (sc(elements={"pump": PUMP, "a": {"model": "Sine"}},
+            connections=[{"from": "a.y", "to": "pump.flow"}]),
          ("invalid_scenario", "scenario.inputs.pump.flow")),
         (sc(connections=[{"from": "pump", "to": "pump.flow"}]),
          ("invalid_scenario", "scenario.connections[0].from")),
@@ -90,31 +95,33 @@ def test_every_mistake_has_a_code_and_a_path(data: Any, expected: tuple[str, str
     assert code_path(data) == expected
 
 
+def gain(*d: float) -> dict[str, Any]:
+    """A static gain y1 = d1 u1 + d2 u2 + ... (a state-space block whose one state never
+    moves: A = -1, B = 0, C = 0), of unit 1 on every port: a feed-through block."""
+    return {"model": "LinearStateSpace", "params": {"A": [[-1.0]], "B": [[0.0] * len(d)],
+                                              "C": [[0.0]], "D": [list(d)]}}
+
+
 def test_feed_through_chain_in_static_mode() -> None:
-    # pump a's head drives... a chain a -> b: b.flow = a.head (a pure feed-through chain):
-    # b.head = H0 - k * (a.head)^2, evaluated in topological order without any solve
-    data = sc(elements={"b": PUMP, "a": PUMP},
-              connections=[{"from": "a.head", "to": "b.flow"}],
-              inputs={"a.speed": 1450, "a.flow": 0.01, "b.speed": 1450})
+    # a chain a -> b of static gains, evaluated in topological order without any solve:
+    # b.y1 = 3 * (2 * 1.5)
+    data = {"elements": {"b": gain(3.0), "a": gain(2.0)},
+            "connections": [{"from": "a.y1", "to": "b.u1"}], "inputs": {"a.u1": 1.5}}
     out = run_scenario(data)
-    ha = 40.0 - 2.0e4 * 0.01**2
-    assert out["values"]["a.head"] == pytest.approx(ha, rel=1e-15)
-    assert out["values"]["b.head"] == pytest.approx(40.0 - 2.0e4 * ha**2, rel=1e-15)
+    assert out["values"]["a.y1"] == pytest.approx(3.0, rel=1e-15)
+    assert out["values"]["b.y1"] == pytest.approx(9.0, rel=1e-15)
     assert out["stats"]["loops"] == 0
 
 
 def test_an_algebraic_loop_is_solved_not_refused() -> None:
-    # a.flow = b.head and b.flow = a.head: h = H0 - k h^2 at the symmetric fixed point,
-    # closed form h = (sqrt(1 + 4 k H0) - 1) / (2 k)
-    data = {"elements": {"a": PUMP, "b": PUMP},
-            "connections": [{"from": "a.head", "to": "b.flow"},
-                            {"from": "b.head", "to": "a.flow"}],
-            "inputs": {"a.speed": 1450, "b.speed": 1450}}
+    # a.y1 = 0.5 b.y1 + c and b.y1 = 0.5 a.y1: closed form a.y1 = 4c/3, b.y1 = 2c/3
+    c = 1.2
+    data = {"elements": {"a": gain(0.5, 1.0), "b": gain(0.5)},
+            "connections": [{"from": "b.y1", "to": "a.u1"}, {"from": "a.y1", "to": "b.u1"}],
+            "inputs": {"a.u2": c}}
     out = run_scenario(data)
-    k, h0 = 2.0e4, 40.0
-    h = (math.sqrt(1 + 4 * k * h0) - 1) / (2 * k)
-    assert out["values"]["a.head"] == pytest.approx(h, rel=1e-9)
-    assert out["values"]["b.head"] == pytest.approx(h, rel=1e-9)
+    assert out["values"]["a.y1"] == pytest.approx(4 * c / 3, rel=1e-9)
+    assert out["values"]["b.y1"] == pytest.approx(2 * c / 3, rel=1e-9)
     assert out["stats"]["loops"] == 1
 
 
@@ -131,11 +138,10 @@ def test_a_series_input_is_taken_at_time_start_in_static_mode() -> None:
 
 
 def test_graph_finds_loops_in_topological_order() -> None:
-    data = {"elements": {"a": PUMP, "b": PUMP, "c": PUMP},
-            "connections": [{"from": "a.head", "to": "b.flow"},
-                            {"from": "b.head", "to": "a.flow"},
-                            {"from": "b.power", "to": "c.flow"}],
-            "inputs": {"a.speed": 1, "b.speed": 1, "c.speed": 1}}
+    data = {"elements": {"a": gain(0.5), "b": gain(0.5), "c": gain(1.0)},
+            "connections": [{"from": "a.y1", "to": "b.u1"},
+                            {"from": "b.y1", "to": "a.u1"},
+                            {"from": "b.y1", "to": "c.u1"}]}
     graph = build_scenario(data)
     assert graph.order == [["a", "b"], ["c"]]
     assert graph.loops == [["a", "b"]]
