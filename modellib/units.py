@@ -6,7 +6,9 @@ denominator spelled the same way — ``m3/s``, ``m3/h``, ``Pa.s``, ``s2/m5``,
 ``J/kg.K`` (J per kg and K), ``N.m/A``, ``kg.m2``. ``1`` is a pure number, and a
 port declared ``any`` (or ``any/s``) carries whatever unit its signal has: no
 check, no conversion. Symbols are pint's (``bar``, ``rpm``, ``degC``, ``kWh``,
-``l``…), plus ``Ohm``.
+``l``…), plus ``Ohm``, ``Hz`` as revolutions (cycles) per second (so 50 Hz is
+3000 rpm and 2 pi rad/s is 1 Hz; pint's own Hz is 1/s) and ``mwc``, metres of water
+column at 998 kg/m3.
 
 - :func:`parse` reads a spelling (``UnknownUnit`` when it cannot).
 - :func:`dimension` names its dimension (``[length]**3/[time]``).
@@ -25,6 +27,7 @@ which it is, and a value converts between pressure units only.
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from functools import cache
 from typing import Any
 
@@ -52,7 +55,15 @@ class UnitMismatch(InvalidArgument):
 def _registry() -> Any:
     import pint  # (imported once, when a unit is first read: ~0.3 s)
 
-    return pint.UnitRegistry(autoconvert_offset_to_baseunit=False)
+    registry: Any = pint.UnitRegistry(autoconvert_offset_to_baseunit=False,
+                                 on_redefinition="ignore", non_int_type=Fraction)
+    # Hz as cycles (revolutions) per second: 50 Hz is 3000 rpm and 1 Hz is 2 pi rad/s
+    # (pint's own Hz is 1/s, which would make it 1 rad/s)
+    registry.define("hertz = turn / second = Hz")
+    # metres of water column at 998 kg/m3 and standard gravity: a pump's head as a pressure
+    registry.define("metre_water_column = 998.0 * kilogram / meter ** 3 * 9.80665 * "
+                    "meter / second ** 2 * meter = mwc")
+    return registry
 
 
 def _pint_spelling(text: str) -> str:
@@ -109,8 +120,9 @@ def dimension(text: str) -> str:
     dims = parse(text).dimensionality
     if not dims:
         return "1"
-    top = [f"{k}**{v:g}" if v != 1 else k for k, v in sorted(dims.items()) if v > 0]
-    bottom = [f"{k}**{-v:g}" if v != -1 else k for k, v in sorted(dims.items()) if v < 0]
+    top = [f"{k}**{float(v):g}" if v != 1 else k for k, v in sorted(dims.items()) if v > 0]
+    bottom = [f"{k}**{-float(v):g}" if v != -1 else k for k, v in sorted(dims.items())
+              if v < 0]
     text_top = ".".join(top) or "1"
     return f"{text_top}/{'.'.join(bottom)}" if bottom else text_top
 
@@ -127,7 +139,7 @@ def conversion(source: str, target: str) -> tuple[float, float]:
         raise UnitMismatch(
             f"{source!r} ({dimension(source)}) cannot be converted to {target!r} "
             f"({dimension(target)})")
-    q = _registry().Quantity
-    zero = float(q(0.0, a).to(b).magnitude)
-    one = float(q(1.0, a).to(b).magnitude)
-    return one - zero, zero
+    q = _registry().Quantity  # (in fractions: 100 degC is 212 degF exactly)
+    zero = q(Fraction(0), a).to(b).magnitude
+    one = q(Fraction(1), a).to(b).magnitude
+    return float(one - zero), float(zero)

@@ -486,8 +486,12 @@ class _Engine:
         return self.index[self.sc.feeds[port]]
 
     def port_conversion(self, port: Port) -> tuple[float, float]:
-        """``(scale, offset)`` from the value at :meth:`port_index` to the port's unit."""
-        return self.sc.conversions.get(port, (1.0, 0.0))
+        """``(scale, offset)`` from the value at :meth:`port_index` to the unit the port
+        is reported in (an input port: from its source's unit; then the scenario's
+        ``units``)."""
+        a1, b1 = self.sc.conversions.get(port, (1.0, 0.0))
+        a2, b2 = self.sc.reported(port)
+        return a1 * a2, b1 * a2 + b2
 
     def needed_blocks(self, rows: list[int]) -> list[_Block]:
         """The blocks whose outputs the signals ``rows`` need, in evaluation order."""

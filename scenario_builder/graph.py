@@ -83,6 +83,25 @@ class Scenario:
     conversions: dict[Port, tuple[float, float]] = field(default_factory=dict)
     """input port → ``(scale, offset)`` from the unit of the output that feeds it to its
     own (only where they differ: ``rad/s`` into ``rpm``)"""
+    output_units: dict[Port, str] = field(default_factory=dict)
+    """output → the unit it is reported in, where the scenario's ``units`` asks"""
+
+    def unit_of(self, port: Port) -> str:
+        """The unit ``port`` is reported in: asked for, or its declared one."""
+        if port in self.output_units:
+            return self.output_units[port]
+        return _declared_unit(self.elements[port[0]].model, port[1])
+
+    def reported(self, port: Port) -> tuple[float, float]:
+        """``(scale, offset)`` from ``port``'s declared unit to the unit it is reported in."""
+        if port not in self.output_units:
+            return 1.0, 0.0
+        return units.conversion(_declared_unit(self.elements[port[0]].model, port[1]),
+                                self.output_units[port])
+
+    def units_shown(self) -> dict[str, str]:
+        """``"element.port"`` → the unit of every output (what a result says)."""
+        return {f"{e}.{p}": self.unit_of((e, p)) for e, p in self.outputs}
 
     def to_data(self) -> dict[str, Any]:
         """This checked scenario as JSON-able data that builds the same scenario again:
@@ -109,6 +128,8 @@ class Scenario:
             "post": [{("as" if k == "as_" else k): v for k, v in call.items()}
                      for call in self.post],
             **({"realtime": self.realtime} if self.realtime is not None else {}),
+            **({"units": {port(p): u for p, u in self.output_units.items()}}
+               if self.output_units else {}),
         }
 
     @property
@@ -168,6 +189,37 @@ def _unit_of(model: Any, port: str, kind: str = "input") -> str:
     """The declared unit of input (or output) port ``port`` of ``model``."""
     ports = model.inputs if kind == "input" else model.outputs
     return next((v.unit for v in ports if v.name == port), "any")
+
+
+def _declared_unit(model: Any, port: str) -> str:
+    """The declared unit of port ``port`` (an output, or an input) of ``model``."""
+    for v in (*model.outputs, *model.inputs):
+        if v.name == port:
+            return str(v.unit)
+    return "any"
+
+
+def _output_units(asked: Mapping[str, str], elements: Mapping[str, Element],
+                  outputs: list[Port], path: str) -> dict[Port, str]:
+    """The scenario's ``units``: each an output of the run, in a unit of its dimension."""
+    found: dict[Port, str] = {}
+    for key, unit in asked.items():
+        where = f"{path}.{key}"
+        port = _split_port(key, elements, where)
+        if port not in outputs:
+            raise InvalidScenario(
+                f"{where}: {key!r} is not among the run's outputs "
+                f"({', '.join(map(_port_name, outputs[:8]))}{', …' if len(outputs) > 8 else ''})",
+                path=where)
+        declared = _declared_unit(elements[port[0]].model, port[1])
+        try:
+            units.parse(unit)  # (a port of any unit: the unit only labels it)
+            units.conversion(declared, unit)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{where}: {exc.message}; {key!r} is in {declared!r} "
+                                  f"({units.dimension(declared)})", path=where) from None
+        found[port] = unit
+    return found
 
 
 def _connection_units(elements: Mapping[str, Element], src: Port, dst: Port,
@@ -382,6 +434,7 @@ def build_scenario(data: Any, *, path: str = "scenario") -> Scenario:
                 )
             outputs.append(port)
 
+    output_units = _output_units(sc["units"], elements, outputs, f"{path}.units")
     time = sc["time"]
     if time is not None:
         _check_time(time, f"{path}.time")
@@ -400,7 +453,7 @@ def build_scenario(data: Any, *, path: str = "scenario") -> Scenario:
     scenario = Scenario(
         mode=sc["mode"], elements=elements, feeds=feeds, inputs=inputs, outputs=outputs,
         time=time, post=sc["post"], realtime=sc["realtime"], solver=sc["solver"],
-        conversions=conversions,
+        conversions=conversions, output_units=output_units,
     )
     scenario.order = _components(list(elements), feeds)
     return scenario

@@ -235,7 +235,7 @@ def run_realtime(sc: Scenario, steering: Steering, *,
             k += 1
     finally:
         flush()  # the last rows go out whatever ends the run
-    return {"status": status, "rows": c.rows, "chunks": c.chunks,
+    return {"status": status, "rows": c.rows, "chunks": c.chunks, "units": sc.units_shown(),
             **({"capped": True} if capped else {}),
             "stats": {**_stats(c, lat, period, tolerance, policy), **march.stats(),
                       "lateness_histogram": lat.histogram()}}

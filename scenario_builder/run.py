@@ -43,4 +43,4 @@ def run_scenario(data: Any, should_stop: Callable[[], bool] | None = None) -> di
         result = solve_static(scenario)
         if scenario.post:
             result["post"] = run_post(scenario, result["values"])
-    return {"status": "ok", **result}
+    return {"status": "ok", **result, "units": scenario.units_shown()}

@@ -94,6 +94,8 @@ class ScenarioSchema(_Strict):
     solver = fields.Nested(SolverSchema, load_default=lambda: SolverSchema().load({}))
     post = fields.List(fields.Nested(PostSchema), load_default=list)
     realtime = fields.Nested(RealtimeSchema, load_default=None)
+    units = fields.Dict(keys=StrictString(), values=StrictString(), load_default=dict)
+    """output port -> the unit to report it in"""
 
     @validates_schema
     def _not_empty(self, data: dict[str, Any], **_: Any) -> None:

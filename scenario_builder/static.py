@@ -139,7 +139,8 @@ def solve_static(scenario: Scenario) -> dict[str, Any]:
         else:
             ev.evaluate(scenario.elements[component[0]])
     return {
-        "values": {f"{e}.{p}": ev.values[(e, p)] for e, p in scenario.outputs},
+        "values": {f"{e}.{p}": _reported(scenario, (e, p), ev.values[(e, p)])
+                   for e, p in scenario.outputs},
         "stats": {
             "elements": len(scenario.elements),
             "loops": loops,
@@ -148,3 +149,9 @@ def solve_static(scenario: Scenario) -> dict[str, Any]:
             "solve_ms": round((_time.perf_counter() - started) * 1000, 3),
         },
     }
+
+
+def _reported(scenario: Scenario, port: Port, value: float) -> float:
+    """``value`` of ``port`` in the unit it is reported in (the scenario's ``units``)."""
+    scale, offset = scenario.reported(port)
+    return value * scale + offset if (scale, offset) != (1.0, 0.0) else value

@@ -107,12 +107,12 @@ def test_csv_round_trips_a_series(tmp_path: Path) -> None:
     series = runs.Series([0.0, 0.1, 0.2], {"tank.level": [3.0, 2.999999999999, None],
                                                "tank.outflow": [1e-3, 2, 3.5]})
     path = tmp_path / "out.csv"
-    assert runs.write_csv(path, series) == 3
+    assert runs.write_csv(path, series, {"tank.level": "m"}) == 3
     with path.open(newline="") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["t", "tank.level", "tank.outflow"]
+    assert rows[0] == ["t [s]", "tank.level [m]", "tank.outflow"]  # (a unit where known)
     assert len(rows) == 4
-    back = {name: [float(r[i]) if r[i] else None for r in rows[1:]]
+    back = {name.split(" [")[0]: [float(r[i]) if r[i] else None for r in rows[1:]]
             for i, name in enumerate(rows[0])}
     assert back == {"t": series.t, **series.values}
 

@@ -61,7 +61,7 @@ def test_send_plot_and_csv_of_a_streamed_dynamic_run(people: Stack, tmp_path: Pa
     assert [r["type"] for r in replies] == ["ack", "data", "data", "data", "result"]
     assert replies[-1]["streamed"] is True
     rows = read_csv(table)
-    assert rows[0] == ["t", "tank.level", "tank.outflow"]
+    assert rows[0] == ["t [s]", "tank.level [m]", "tank.outflow [m3/s]"]  # the result's units
     assert len(rows) == 1 + 61
     assert [float(r[0]) for r in rows[1:]] == [float(i) for i in range(61)]
     assert float(rows[1][1]) == pytest.approx(2.0)
@@ -147,7 +147,7 @@ def test_a_realtime_run_longer_than_the_timeout_goes_on_while_data_comes(
     replies = [json.loads(line) for line in out.stdout.splitlines()]
     assert replies[-1]["type"] == "result" and replies[-1]["status"] == "completed"
     rows = read_csv(table)
-    assert rows[0] == ["t", "lag.y"] and len(rows) == 1 + 51
+    assert rows[0] == ["t [s]", "lag.y [1]"] and len(rows) == 1 + 51
 
 
 def test_describe_prints_the_library_as_tables(people: Stack) -> None:

@@ -37,6 +37,9 @@ def test_every_declared_unit_is_in_describe_with_its_dimension() -> None:
 
 @pytest.mark.parametrize(("source", "target", "value", "expected"), [
     ("rad/s", "rpm", 2 * math.pi, 60.0),     # one revolution per second
+    ("Hz", "rpm", 50.0, 3000.0),             # Hz as revolutions (cycles) per second
+    ("Hz", "rad/s", 1.0, 2 * math.pi),
+    ("mwc", "Pa", 1.0, 998.0 * 9.80665),     # water column: rho g h
     ("m3/h", "m3/s", 3600.0, 1.0),
     ("bar", "Pa", 1.0, 1.0e5),               # 1 bar = 10^5 Pa exactly
     ("kW", "W", 2.5, 2500.0),

@@ -171,3 +171,38 @@ def test_a_converted_connection_gives_the_same_rows_in_realtime() -> None:
     run_realtime(check_scenario(raw), steer, clock=lambda: now[0], sleep=sleep)
     for name in ("pump.speed", "pump.head"):
         assert np.allclose(steer.rows[name], dynamic["values"][name], rtol=1e-9)
+
+
+# ----- outputs in the units asked for -------------------------------------------------
+def test_outputs_in_m3_per_h_and_kw_and_every_result_says_its_units() -> None:
+    si = run_scenario(static_line(1450.0))
+    asked = run_scenario({**static_line(1450.0),
+                          "units": {"line.flow": "m3/h", "pump.power": "kW"}})
+    assert asked["values"]["line.flow"] == pytest.approx(si["values"]["line.flow"] * 3600,
+                                                         rel=1e-12)
+    assert asked["values"]["pump.power"] == pytest.approx(si["values"]["pump.power"] / 1000,
+                                                          rel=1e-12)
+    assert si["units"] == {"line.flow": "m3/s", "pump.power": "W"}
+    assert asked["units"] == {"line.flow": "m3/h", "pump.power": "kW"}
+
+
+def test_dynamic_outputs_and_a_converted_input_port_in_the_units_asked_for() -> None:
+    sc = {**motor_and_pump("speed"), "units": {"motor.speed": "rpm", "pump.speed": "Hz"}}
+    out, si = run_scenario(sc), run_scenario(motor_and_pump("speed"))
+    w = np.asarray(si["values"]["motor.speed"])
+    assert np.allclose(out["values"]["motor.speed"], w * 60 / (2 * math.pi), rtol=1e-12)
+    assert np.allclose(out["values"]["pump.speed"], w / (2 * math.pi), rtol=1e-12)  # rev/s
+    assert out["units"]["pump.head"] == "m" and out["units"]["pump.speed"] == "Hz"
+
+
+@pytest.mark.parametrize(("units_", "code", "path"), [
+    ({"line.flow": "kW"}, "invalid_argument", "scenario.units.line.flow"),
+    ({"line.flow": "blorps"}, "invalid_argument", "scenario.units.line.flow"),
+    ({"line.velocity": "m/s"}, "invalid_scenario", "scenario.units.line.velocity"),
+    ({"nope.flow": "m3/h"}, "invalid_scenario", "scenario.units.nope.flow"),
+])
+def test_a_unit_asked_for_an_output_is_checked(units_: dict[str, str], code: str,
+                                               path: str) -> None:
+    with pytest.raises(CodedError) as err:
+        run_scenario({**static_line(1450.0), "units": units_})
+    assert (err.value.code, err.value.path) == (code, path), err.value.message

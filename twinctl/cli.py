@@ -178,7 +178,8 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         series = None
         if reply.get("type") == "result" and span.mode is not None:
             series = runs.collect_series(seen)
-        display.print_reply(reply, out, series=series, units=units, err=err)
+        shown = {**units, **runs.result_units(reply)}
+        display.print_reply(reply, out, series=series, units=shown, err=err)
 
     def on_reply(reply: dict[str, Any]) -> None:
         seen.append(reply)
@@ -209,7 +210,8 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     if final.get("type") == "error":
         return 1
     if args.csv or args.plot:
-        return _write_series(args, runs.collect_series(exchange.replies), command, units)
+        return _write_series(args, runs.collect_series(exchange.replies), command,
+                             {**units, **runs.result_units(final)})
     return 0
 
 
@@ -223,7 +225,7 @@ def _write_series(args: argparse.Namespace, series: Any, command: dict[str, Any]
         return 1
     if args.csv:
         try:
-            rows = runs.write_csv(args.csv, series)
+            rows = runs.write_csv(args.csv, series, units)
         except OSError as exc:
             print(f"twinctl send: cannot write {args.csv}: {exc.strerror}", file=sys.stderr)
             return 1

@@ -25,6 +25,7 @@ from typing import Any
 __all__ = [
     "Series", "Span", "StaticPlotError", "as_floats", "as_number", "collect_series", "csv_cell",
     "output_units",
+    "result_units",
     "plot_series", "run_span", "write_csv",
 ]
 
@@ -98,6 +99,15 @@ def output_units(command: dict[str, Any]) -> dict[str, str]:
         for port in (model or {}).get("outputs", []):
             units[f"{name}.{port['name']}"] = str(port.get("unit", ""))
     return units
+
+
+def result_units(reply: dict[str, Any]) -> dict[str, str]:
+    """``{"element.port": unit}`` as a run's ``result`` says them (the scenario's
+    ``units`` applied), or empty."""
+    found = reply.get("units") if reply.get("type") == "result" else None
+    if not isinstance(found, dict):
+        return {}
+    return {str(k): str(v) for k, v in found.items() if isinstance(v, str)}
 
 
 # ----- the series of a run ------------------------------------------------------
@@ -175,17 +185,20 @@ def csv_cell(value: Any) -> str:
     return json.dumps(value)
 
 
-def write_csv(path: str | Path, series: Series) -> int:
+def write_csv(path: str | Path, series: Series, units: dict[str, str] | None = None) -> int:
     """Write ``series`` as CSV (``t`` then one column per output; a static result: one
-    row of values, no ``t``); return the number of data rows written."""
+    row of values, no ``t``); the header names each column with its unit where known
+    (``tank.level [m]``, ``t [s]``); return the number of data rows written."""
     names = list(series.values)
+    units = units or {}
+    header = [f"{name} [{units[name]}]" if units.get(name) else name for name in names]
     with open(path, "w", newline="", encoding="utf-8") as f:
         out = csv.writer(f)
         if series.t is None:
-            out.writerow(names)
+            out.writerow(header)
             out.writerow([csv_cell(series.values[name][0]) for name in names])
             return 1
-        out.writerow(["t", *names])
+        out.writerow(["t [s]", *header])
         for i, t in enumerate(series.t):
             out.writerow([csv_cell(t), *(csv_cell(series.values[name][i]) for name in names)])
     return len(series.t)

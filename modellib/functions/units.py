@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import units
 from ..base import G
 from ..errors import InvalidArgument
 from .base import Function, Numbers, Returns, Text
@@ -87,15 +88,19 @@ def known_units() -> str:
     return "; ".join(f"{q}: {', '.join(names)}" for q, names in QUANTITIES.items())
 
 
+_SPELLING = {"m": "mwc"}
+"""this function's ``m`` is metres of water head, a pressure (modellib.units: ``mwc``)"""
+
+
 def factors(from_unit: str, to_unit: str) -> tuple[float, float]:
-    """(k, c) such that a value in ``to_unit`` is value_in_from_unit * k + c."""
+    """(k, c) such that a value in ``to_unit`` is value_in_from_unit * k + c, from the
+    units library the whole controller uses (:mod:`modellib.units`, pint)."""
     a, b = UNITS[from_unit], UNITS[to_unit]
     if a.quantity != b.quantity:
         raise ValueError(f"{from_unit} ({a.quantity}) and {to_unit} ({b.quantity}) measure "
                          "different things")
-    k = a.scale / b.scale
-    c = a.offset * a.scale / b.scale - b.offset
-    return float(k), float(c)
+    return units.conversion(_SPELLING.get(from_unit, from_unit),
+                            _SPELLING.get(to_unit, to_unit))
 
 
 def convert(value: Any, from_unit: str, to_unit: str) -> Any:
