@@ -163,11 +163,11 @@ def _check_port(
 ) -> None:
     """Check that ``port`` is an ``want`` ("input"/"output") port of its element."""
     model = elements[port[0]].model
+    if port[1] in model.port_units(want):
+        return
     cls = elements[port[0]].cls
     ins, outs = model.input_names(), model.output_names()
     names = ins if want == "input" else outs
-    if port[1] in names:
-        return
     label = _port_name(port)
     if port[1] in (outs if want == "input" else ins):
         other = "output" if want == "input" else "input"
@@ -185,18 +185,15 @@ def _check_port(
 _NUMBER_TYPES = frozenset({int, float})
 
 
-def _unit_of(model: Any, port: str, kind: str = "input") -> str:
+def _unit_of(model: Model, port: str, kind: str = "input") -> str:
     """The declared unit of input (or output) port ``port`` of ``model``."""
-    ports = model.inputs if kind == "input" else model.outputs
-    return next((v.unit for v in ports if v.name == port), "any")
+    return model.port_units(kind).get(port, "any")
 
 
-def _declared_unit(model: Any, port: str) -> str:
+def _declared_unit(model: Model, port: str) -> str:
     """The declared unit of port ``port`` (an output, or an input) of ``model``."""
-    for v in (*model.outputs, *model.inputs):
-        if v.name == port:
-            return str(v.unit)
-    return "any"
+    found = model.port_units("output").get(port)
+    return found if found is not None else _unit_of(model, port)
 
 
 def _output_units(asked: Mapping[str, str], elements: Mapping[str, Element],
@@ -360,16 +357,18 @@ def build_scenario(data: Any, *, path: str = "scenario") -> Scenario:
         cls = get_model(spec["model"], path=f"{where}.model")
         model = cls(params_in_units(cls.parameters, spec["params"], f"{where}.params"),
                     path=f"{where}.params")
-        state_units = {v.name: v.unit for v in (*model.states, *model.discrete)}
         initial = {}
         for key, value in spec["initial"].items():
-            if key not in state_units:
+            unit = model.port_units("state").get(key)
+            if unit is None:
+                states = (*model.state_names(), *model.discrete_names())
                 raise InvalidArgument(
                     f"{where}.initial: {cls.name} has no state {key!r}"
-                    f"{did_you_mean(key, state_units) if state_units else ' (it has no states)'}",
+                    f"{did_you_mean(key, states) if states else ' (it has no states)'}",
                     path=f"{where}.initial.{key}",
                 )
-            initial[key] = number_or_quantity(value, state_units[key], f"{where}.initial.{key}")
+            initial[key] = value if type(value) is float and math.isfinite(value) \
+                else number_or_quantity(value, unit, f"{where}.initial.{key}")
         elements[name] = Element(name, model, initial)
 
     feeds: dict[Port, Port] = {}

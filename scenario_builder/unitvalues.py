@@ -57,11 +57,14 @@ def in_declared_unit(value: dict[str, Any], declared: str, path: str) -> Any:
 
 
 def params_in_units(declared: tuple[Variable, ...], params: Mapping[str, Any],
-                    path: str) -> dict[str, Any]:
+                    path: str) -> Mapping[str, Any]:
     """``params`` with every value given with its unit converted to the declared one
     (a parameter the model does not declare is left for the model to refuse)."""
-    if not any(is_quantity(v) for v in params.values()):
-        return dict(params)
+    for v in params.values():
+        if type(v) is dict:
+            break
+    else:
+        return params  # (plain values: as they are)
     units_of = {v.name: v.unit for v in declared}
     return {k: in_declared_unit(v, units_of[k], f"{path}.{k}")
             if is_quantity(v) and k in units_of else v for k, v in params.items()}
