@@ -80,3 +80,62 @@ def test_describe_lists_the_templates(small_rows: Orchestrator) -> None:
     assert {"pump_to_tank", "tank_draining", "pump_operating_point", "level_control"} <= set(
         reply["templates"])
     assert reply["templates"]["pump_to_tank"]["args"]["speed"]["unit"] == "rpm"
+
+
+# ----- units, end to end ----------------------------------------------------------------
+def motor_pump(rid: str, speed_port: str, **more: Any) -> dict[str, Any]:
+    return {"id": rid, "cmd": "run", "scenario": {
+        "mode": "dynamic",
+        "elements": {
+            "motor": {"model": "DCMotor", "params": {
+                "resistance": 1.0, "inductance": 0.01, "torque_constant": 0.5,
+                "inertia": 0.02, "friction": 0.001}},
+            "pump": {"model": "CentrifugalPump", "params": {
+                "rated_speed": 1450, "shutoff_head": 40.0, "curve_coefficient": 20000.0,
+                "efficiency": 0.72}}},
+        "connections": [{"from": f"motor.{speed_port}", "to": "pump.speed"}],
+        "outputs": ["motor.speed", "pump.head", "pump.power"],
+        "time": {"start": 0, "stop": 2.0, "step": 0.1},
+        "solver": {"rtol": 1e-10, "atol": 1e-12}, **more}}
+
+
+def test_units_end_to_end_converted_connections_inputs_and_outputs(
+        small_rows: Orchestrator) -> None:
+    """Over MQTT with real workers: a motor's speed (rad/s) drives a pump (rpm),
+    converted on the way; inputs in other units (an armature voltage in mV, a pump
+    flow in m3/h) give the SI result; outputs come in rpm and kW, and the
+    result says the unit of each. Reference: the same scenario in SI with the pump
+    curve H = H0 (n/n_rated)^2 - k Q^2 and n converted by hand."""
+    si = small_rows.request(motor_pump(new_id("u-si"), "speed", inputs={
+        "motor.voltage": 80.0, "pump.flow": 0.01}), timeout=30)[-1]
+    given = small_rows.request(motor_pump(new_id("u-eng"), "speed", inputs={
+        "motor.voltage": {"value": 80_000.0, "unit": "mV"},
+        "pump.flow": {"value": 36.0, "unit": "m3/h"}},
+        units={"motor.speed": "rpm", "pump.power": "kW"}), timeout=30)[-1]
+    assert si["type"] == given["type"] == "result", (si, given)
+    w = np.asarray(si["values"]["motor.speed"])
+    n = w * 60 / (2 * np.pi)
+    assert np.allclose(si["values"]["pump.head"], 40.0 * (n / 1450) ** 2 - 2.0, rtol=1e-9)
+    assert np.allclose(given["values"]["pump.head"], si["values"]["pump.head"], rtol=1e-9)
+    assert np.allclose(given["values"]["motor.speed"], n, rtol=1e-9)
+    assert np.allclose(np.asarray(given["values"]["pump.power"]) * 1000,
+                       si["values"]["pump.power"], rtol=1e-9)
+    assert si["units"] == {"motor.speed": "rad/s", "pump.head": "m", "pump.power": "W"}
+    assert given["units"] == {"motor.speed": "rpm", "pump.head": "m", "pump.power": "kW"}
+
+
+def test_a_temperature_wired_into_a_flow_is_refused_end_to_end(
+        small_rows: Orchestrator) -> None:
+    rid = new_id("u-bad")
+    replies = small_rows.request({"id": rid, "cmd": "run", "scenario": {
+        "mode": "dynamic",
+        "elements": {"body": {"model": "ThermalMass", "params": {
+            "heat_capacity": 1e5, "thermal_resistance": 0.1}},
+            "tank": {"model": "Tank", "params": {"area": 1.0, "outlet_area": 0.01}}},
+        "connections": [{"from": "body.temperature", "to": "tank.inflow"}],
+        "inputs": {"body.heat_in": 0.0}, "time": {"start": 0, "stop": 10, "step": 1}}},
+        timeout=30)
+    (error,) = replies
+    assert error["type"] == "error" and error["code"] == "invalid_scenario"
+    assert error["path"] == "scenario.connections[0]"
+    assert "'K'" in error["message"] and "'m3/s'" in error["message"]

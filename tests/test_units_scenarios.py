@@ -206,3 +206,17 @@ def test_a_unit_asked_for_an_output_is_checked(units_: dict[str, str], code: str
     with pytest.raises(CodedError) as err:
         run_scenario({**static_line(1450.0), "units": units_})
     assert (err.value.code, err.value.path) == (code, path), err.value.message
+
+
+def test_a_valve_pressure_drop_in_bar_gives_the_pascal_result() -> None:
+    """Valve V-1's flow for a drop of 2 bar equals that for 2e5 Pa, reported in m3/h:
+    Q = Kv sqrt((dp / 1 bar) / (rho / 1000 kg/m3)) at full opening (IEC 60534-2-1)."""
+    def valve(dp: Any) -> dict[str, Any]:
+        return {"elements": {"v": {"model": "Valve", "params": {
+            "kv": 63.0, "characteristic": "equal_percentage", "rangeability": 50.0}}},
+            "inputs": {"v.opening": 1.0, "v.dp": dp}, "outputs": ["v.flow"],
+            "units": {"v.flow": "m3/h"}}
+    pa = run_scenario(valve(2.0e5))["values"]["v.flow"]
+    bar = run_scenario(valve({"value": 2.0, "unit": "bar"}))["values"]["v.flow"]
+    assert bar == pytest.approx(pa, rel=1e-12)
+    assert pa == pytest.approx(63.0 * math.sqrt(2.0 / (998.0 / 1000.0)), rel=1e-3)
