@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import new_id, running_stack, stack_env
 from tests.orchestrator import Orchestrator
+from tests.test_units_scenarios import motor_and_pump
 
 pytestmark = pytest.mark.integration
 
@@ -84,19 +85,10 @@ def test_describe_lists_the_templates(small_rows: Orchestrator) -> None:
 
 # ----- units, end to end ----------------------------------------------------------------
 def motor_pump(rid: str, speed_port: str, **more: Any) -> dict[str, Any]:
-    return {"id": rid, "cmd": "run", "scenario": {
-        "mode": "dynamic",
-        "elements": {
-            "motor": {"model": "DCMotor", "params": {
-                "resistance": 1.0, "inductance": 0.01, "torque_constant": 0.5,
-                "inertia": 0.02, "friction": 0.001}},
-            "pump": {"model": "CentrifugalPump", "params": {
-                "rated_speed": 1450, "shutoff_head": 40.0, "curve_coefficient": 20000.0,
-                "efficiency": 0.72}}},
-        "connections": [{"from": f"motor.{speed_port}", "to": "pump.speed"}],
-        "outputs": ["motor.speed", "pump.head", "pump.power"],
-        "time": {"start": 0, "stop": 2.0, "step": 0.1},
-        "solver": {"rtol": 1e-10, "atol": 1e-12}, **more}}
+    """The motor-pump scenario of the units tests as a command, its inputs in ``more``."""
+    scenario = {**motor_and_pump(speed_port),
+                "outputs": ["motor.speed", "pump.head", "pump.power"], **more}
+    return {"id": rid, "cmd": "run", "scenario": scenario}
 
 
 def test_units_end_to_end_converted_connections_inputs_and_outputs(
