@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from .errors import InvalidArgument
@@ -96,7 +96,7 @@ def is_free(text: str) -> bool:
     return text in FREE
 
 
-@cache
+@lru_cache(maxsize=4096)  # (bounded: the spellings come from commands too)
 def parse(text: str) -> Any:
     """pint's unit for the protocol's spelling ``text`` (cached); :class:`UnknownUnit`
     if it is not a unit."""
@@ -111,7 +111,7 @@ def parse(text: str) -> Any:
                           f"{exc}".rstrip()) from None
 
 
-@cache
+@lru_cache(maxsize=4096)
 def dimension(text: str) -> str:
     """The dimension of ``text``, as ``[length]**3/[time]`` (``1`` for a pure number,
     ``any`` for a port of any unit)."""
@@ -127,7 +127,7 @@ def dimension(text: str) -> str:
     return f"{text_top}/{'.'.join(bottom)}" if bottom else text_top
 
 
-@cache
+@lru_cache(maxsize=4096)
 def conversion(source: str, target: str) -> tuple[float, float]:
     """``(scale, offset)`` with ``value in target = value in source * scale + offset``;
     :class:`UnitMismatch` when the two have different dimensions. (1.0, 0.0) when either
