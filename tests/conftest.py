@@ -49,6 +49,18 @@ def mqtt_server() -> Iterator[embedded.EmbeddedService]:
     svc.stop()
 
 
+_FOLDERS: list[str] = []
+"""the instance folders the stacks of this session were given (removed at its end)"""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_instance_folders() -> Iterator[None]:
+    """No ``twinctl-test-*`` folder is left in the temporary directory after a run."""
+    yield
+    for folder in _FOLDERS:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def stack_env(redis_server: Any, mqtt_server: Any, *, fresh_db: bool = True,
               **extra: str) -> dict[str, str]:
     """Settings for one isolated stack: own controller id, prefix, Redis database and
@@ -64,8 +76,10 @@ def stack_env(redis_server: Any, mqtt_server: Any, *, fresh_db: bool = True,
         client = redis.Redis.from_url(url)
         client.flushdb()
         client.close()
+    folder = os.path.join(tempfile.gettempdir(), f"twinctl-test-{tag}")
+    _FOLDERS.append(folder)
     return {
-        "TWIN_INSTANCES": os.path.join(tempfile.gettempdir(), f"twinctl-test-{tag}", "instances"),
+        "TWIN_INSTANCES": os.path.join(folder, "instances"),
         "TWIN_CONTROLLER_ID": f"ctl-{tag}",
         "TWIN_MQTT_PREFIX": f"test-{tag}",
         "TWIN_MQTT_URL": mqtt_server.url,
