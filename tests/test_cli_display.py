@@ -203,6 +203,19 @@ def test_a_result_prints_as_a_table_of_its_outputs() -> None:
     assert text(err).strip() == "error timeout: too long"
 
 
+def test_a_result_carries_the_units_its_table_shows() -> None:
+    """What ``twinctl demo`` and ``send`` print: the units come from the result itself
+    (the scenario's ``units`` applied), not only from the local model library."""
+    out = console()
+    result = reply(1, "result", status="ok", values={"line.flow": 90.0},
+                   units={"line.flow": "m3/h"})
+    assert runs.result_units(result) == {"line.flow": "m3/h"}
+    assert runs.result_units(reply(0, "ack")) == {}
+    display.print_reply(result, out, series=runs.collect_series([result]),
+                        units=runs.result_units(result))
+    assert "m3/h" in text(out)
+
+
 def test_describe_tables_show_units_unmangled() -> None:
     from modellib import describe_models
     from modellib.functions import describe_functions

@@ -123,7 +123,7 @@ def _print_reply(reply: dict[str, Any], as_json: bool,
         seen.append(reply)
     series = runs.collect_series(seen) if seen and reply.get("type") == "result" else None
     display.print_reply(reply, display.make_console(), series=series,
-                        err=display.make_console(stderr=True))
+                        units=runs.result_units(reply), err=display.make_console(stderr=True))
 
 
 def _read_command(source: str) -> dict[str, Any] | str:
