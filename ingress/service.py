@@ -37,6 +37,7 @@ import redis
 from common.retry import Backoff
 from common.settings import Settings
 from instances import SHIPPED_INSTANCES, InstanceLibrary
+from modellib import units
 from tasks.jobboard import JobBoard
 from tasks.outbox import Outbox
 
@@ -95,6 +96,7 @@ class Ingress:
 
     # ----- lifecycle ------------------------------------------------------
     def start(self) -> None:
+        units.dimension("m3/s")  # the units library read now (~0.35 s), not in a command's check
         if self.protocol == "auto":
             self.protocol = self._negotiate()
         conn = self.conn = MqttConnection(
