@@ -10,9 +10,9 @@ missing and out-of-range parameters are refused before any run. No I/O here.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, TypeVar, cast
+from typing import Any, ClassVar, Literal
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
@@ -90,30 +90,19 @@ def out_of_bounds(value: float, minimum: float | None, maximum: float | None,
     return None
 
 
-T = TypeVar("T")
-_NAMES: dict[tuple[int, str], tuple[tuple[Variable, ...], Any]] = {}
+_NAMES: dict[int, tuple[tuple[Variable, ...], tuple[str, ...]]] = {}
 """The names of each tuple of declarations, by the tuple's identity (the engine and
 the checks ask for them thousands of times in a scenario of a thousand elements)."""
 
 
 def _names(variables: tuple[Variable, ...]) -> tuple[str, ...]:
-    return _of(variables, "names", lambda: tuple(v.name for v in variables))
-
-
-def _units(variables: tuple[Variable, ...]) -> dict[str, str]:
-    return _of(variables, "units", lambda: {v.name: v.unit for v in variables})
-
-
-def _of(variables: tuple[Variable, ...], what: str, make: Callable[[], T]) -> T:
-    """``make()`` for this tuple of declarations, once (by the tuple's identity)."""
-    key = (id(variables), what)
-    hit = _NAMES.get(key)
+    hit = _NAMES.get(id(variables))
     if hit is not None and hit[0] is variables:
-        return cast(T, hit[1])
-    made = make()
+        return hit[1]
+    names = tuple(v.name for v in variables)
     if len(_NAMES) < 10_000:  # (models that make their ports per instance: bounded)
-        _NAMES[key] = (variables, made)
-    return made
+        _NAMES[id(variables)] = (variables, names)
+    return names
 
 
 def Param(name: str, unit: str, description: str, **kw: Any) -> Variable:  # noqa: N802
@@ -291,8 +280,9 @@ class Model:
                       and "discrete" not in own)  # (the class's ports: one table for all)
             table = cls.__dict__.get("_class_port_units") if shared else None
             if table is None:
-                table = {"input": _units(self.inputs), "output": _units(self.outputs),
-                         "state": {**_units(self.states), **_units(self.discrete)}}
+                table = {"input": {v.name: v.unit for v in self.inputs},
+                         "output": {v.name: v.unit for v in self.outputs},
+                         "state": {v.name: v.unit for v in (*self.states, *self.discrete)}}
                 if shared:
                     cls._class_port_units = table  # type: ignore[attr-defined]
             own["_port_units"] = table
