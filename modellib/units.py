@@ -33,11 +33,13 @@ from typing import Any
 
 from .errors import InvalidArgument
 
-__all__ = ["parse", "dimension", "conversion", "is_free", "UnknownUnit", "UnitMismatch",
-           "FREE"]
+__all__ = ["parse", "dimension", "conversion", "apply", "is_free", "UnknownUnit",
+           "UnitMismatch", "FREE", "IDENTITY"]
 
 FREE = ("any", "any/s")
 """The spellings of a port that takes any unit."""
+IDENTITY = (1.0, 0.0)
+"""The ``(scale, offset)`` of no conversion."""
 
 _TOKEN = re.compile(r"^([A-Za-z_%]+?)(-?\d+)?\Z")
 _ALIASES = {"Ohm": "ohm", "%": "percent"}
@@ -143,3 +145,11 @@ def conversion(source: str, target: str) -> tuple[float, float]:
     zero = q(Fraction(0), a).to(b).magnitude
     one = q(Fraction(1), a).to(b).magnitude
     return float(one - zero), float(zero)
+
+
+def apply(value: Any, scale_offset: tuple[float, float]) -> Any:
+    """``value`` (a number or an array) through the map ``(scale, offset)`` of
+    :func:`conversion`; ``value`` itself for :data:`IDENTITY`."""
+    if scale_offset == IDENTITY:
+        return value
+    return value * scale_offset[0] + scale_offset[1]

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 from scipy import integrate, optimize
 
-from modellib import Model
+from modellib import Model, units
 from modellib.errors import ModelRuntimeError
 
 from .errors import LimitExceeded, RunStopped, ScenarioRuntimeError
@@ -187,8 +187,8 @@ class _Engine:
         blk = _Block(members, model, vector)
         for var in members[0].model.inputs:
             blk.inputs[var.name] = np.array([self._source_index(m, var.name) for m in members])
-            convert = [self.sc.conversions.get((m.name, var.name), (1.0, 0.0)) for m in members]
-            if any(c != (1.0, 0.0) for c in convert):
+            convert = [self.sc.conversions.get((m.name, var.name), units.IDENTITY) for m in members]
+            if any(c != units.IDENTITY for c in convert):
                 scale, offset = (np.array(c) for c in zip(*convert, strict=True))
                 blk.convert[var.name] = ((scale, offset) if vector
                                          else (float(scale[0]), float(offset[0])))
@@ -489,7 +489,7 @@ class _Engine:
         """``(scale, offset)`` from the value at :meth:`port_index` to the unit the port
         is reported in (an input port: from its source's unit; then the scenario's
         ``units``)."""
-        a1, b1 = self.sc.conversions.get(port, (1.0, 0.0))
+        a1, b1 = self.sc.conversions.get(port, units.IDENTITY)
         a2, b2 = self.sc.reported(port)
         return a1 * a2, b1 * a2 + b2
 
@@ -833,9 +833,7 @@ def simulate(sc: Scenario, should_stop: Callable[[], bool] | None = None) -> dic
     march.record_now(rows, s_out, recorded)
     recorded += 1
     for i, port in enumerate(sc.outputs):  # an input port recorded: in its own unit
-        scale, offset = march.eng.port_conversion(port)
-        if (scale, offset) != (1.0, 0.0):
-            s_out[i] = s_out[i] * scale + offset
+        s_out[i] = units.apply(s_out[i], march.eng.port_conversion(port))
     if recorded != len(grid):  # pragma: no cover - a bug, not an input
         raise ScenarioRuntimeError(f"recorded {recorded} of {len(grid)} rows", path="scenario")
     values = {f"{e}.{p}": s_out[i] for i, (e, p) in enumerate(sc.outputs)}

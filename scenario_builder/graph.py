@@ -95,7 +95,7 @@ class Scenario:
     def reported(self, port: Port) -> tuple[float, float]:
         """``(scale, offset)`` from ``port``'s declared unit to the unit it is reported in."""
         if port not in self.output_units:
-            return 1.0, 0.0
+            return units.IDENTITY
         return units.conversion(_declared_unit(self.elements[port[0]].model, port[1]),
                                 self.output_units[port])
 
@@ -387,7 +387,7 @@ def build_scenario(data: Any, *, path: str = "scenario") -> Scenario:
             )
         feeds[dst] = src
         scale = _connection_units(elements, src, dst, where)
-        if scale != (1.0, 0.0):
+        if scale != units.IDENTITY:
             conversions[dst] = scale
 
     inputs: dict[Port, Signal] = {}

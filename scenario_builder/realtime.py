@@ -35,6 +35,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from modellib import units
+
 from .dynamic import March
 from .errors import ScenarioRuntimeError
 from .graph import Port, Scenario
@@ -163,9 +165,7 @@ def run_realtime(sc: Scenario, steering: Steering, *,
             return
         n = len(buf_t)
         steering.publish(c.chunks, list(buf_t), {
-            name: (buf[i, :n] * convert[i][0] + convert[i][1]).tolist()
-            if convert[i] != (1.0, 0.0) else buf[i, :n].tolist()
-            for i, name in enumerate(names)},
+            name: units.apply(buf[i, :n], convert[i]).tolist() for i, name in enumerate(names)},
                          _stats(c, lat, period, tolerance, policy))
         c.chunks += 1
         buf_t.clear()

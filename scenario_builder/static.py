@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize
 
+from modellib import units
 from modellib.errors import ModelRuntimeError
 
 from .errors import ScenarioRuntimeError
@@ -47,9 +48,8 @@ class _Evaluator:
                 u[var.name] = torn[src]
             else:
                 u[var.name] = self.values[src]
-            scale, offset = self.sc.conversions.get(port, (1.0, 0.0))  # units, folded in
-            if (scale, offset) != (1.0, 0.0):
-                u[var.name] = u[var.name] * scale + offset
+            u[var.name] = units.apply(u[var.name], self.sc.conversions.get(
+                port, units.IDENTITY))  # (a connection between units: folded in)
         return u
 
     def evaluate(self, el: Element, torn: dict[Port, float] | None = None) -> dict[str, float]:
@@ -139,7 +139,7 @@ def solve_static(scenario: Scenario) -> dict[str, Any]:
         else:
             ev.evaluate(scenario.elements[component[0]])
     return {
-        "values": {f"{e}.{p}": _reported(scenario, (e, p), ev.values[(e, p)])
+        "values": {f"{e}.{p}": units.apply(ev.values[(e, p)], scenario.reported((e, p)))
                    for e, p in scenario.outputs},
         "stats": {
             "elements": len(scenario.elements),
@@ -149,9 +149,3 @@ def solve_static(scenario: Scenario) -> dict[str, Any]:
             "solve_ms": round((_time.perf_counter() - started) * 1000, 3),
         },
     }
-
-
-def _reported(scenario: Scenario, port: Port, value: float) -> float:
-    """``value`` of ``port`` in the unit it is reported in (the scenario's ``units``)."""
-    scale, offset = scenario.reported(port)
-    return value * scale + offset if (scale, offset) != (1.0, 0.0) else value
