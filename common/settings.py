@@ -150,6 +150,8 @@ TABLE: tuple[Setting, ...] = (
        "seconds of wall-clock time one real-time run may last: a longer `time.stop` is "
        "refused (`limit_exceeded`), an open-ended run is stopped then (`status` `stopped`); "
        "0: no cap", attr="max_realtime_s"),
+    _S("TWIN_MAX_CASES", whole(1, 10_000_000, 10_000), 10_000,
+       "cases of one sweep (`limit_exceeded`, before any is run)", attr="max_cases"),
     _S("TWIN_MAX_SERIES", whole(1, 10**9, 1_000_000), 1_000_000,
        "points of one input series or function argument array", attr="max_series"),
     _S("TWIN_MAX_JOBS_PER_CLIENT", whole(0, 1_000_000, 0), 0,
@@ -220,6 +222,7 @@ class Settings:
     max_steps: int
     max_realtime_s: int
     max_series: int
+    max_cases: int
     max_jobs_per_client: int
     signature_max_age: int
     admin_clients: tuple[str, ...] | None

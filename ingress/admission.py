@@ -44,7 +44,7 @@ class Admission:
     def admit(self) -> None:
         """``limit_exceeded`` when too many jobs wait, in any queue (real-time runs too:
         an open-ended one never ends), instead of no answer."""
-        waiting = sum(self.depths.get(q, 0) for q in queues.ALL)
+        waiting = sum(self.depths.get(q, 0) for q in queues.ADMITTED)
         if waiting >= self.settings.max_queued:
             raise Overloaded(
                 f"this controller has {waiting} jobs waiting (its limit is "

@@ -67,6 +67,7 @@ class RunSchema(Schema):
     scenario = fields.Dict()
     template = StrictString(validate=validate.Length(1, 128))
     args = fields.Dict(load_default=dict)
+    sweep = fields.Dict()
 
 
 class CallSchema(Schema):

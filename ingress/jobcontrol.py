@@ -25,7 +25,8 @@ from .replies import Durable, Replies
 __all__ = ["JobControl"]
 
 SHOWN = ("id", "task", "queue", "state", "summary", "client", "expires_at", "started",
-         "worker", "worker_pid", "celery_id", "inputs", "t", "ticks", "rows", "overruns")
+         "worker", "worker_pid", "celery_id", "inputs", "t", "ticks", "rows", "overruns",
+         "cases", "done", "chunks")
 """What ``jobs`` shows of a job."""
 
 class JobControl:

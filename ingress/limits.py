@@ -31,7 +31,22 @@ from .errors import LimitExceeded
 
 __all__ = ["check_elements", "check_series", "check_args", "check_steps", "points",
            "check_result_bytes", "chunk_rows", "check_instance", "BYTES_PER_VALUE",
-           "check_max_step", "solver_steps", "check_realtime_length"]
+           "check_max_step", "solver_steps", "check_realtime_length", "sweep_chunk_size",
+           "sweep_table_rows"]
+
+SWEEP_SPREAD = 16
+"""A sweep of at least this many cases is cut into at least this many chunks, so that
+the load spreads over the workers (and the last chunk to end is a small share)."""
+SWEEP_CHUNK_S = 1.0
+"""The most work one chunk is given, in seconds (estimated): a ``stop`` or a lost worker
+costs at most about this much, and the load spreads."""
+SWEEP_MIN_CHUNK_S = 0.1
+"""The least work one chunk is given (estimated; unless it is one case): the per-task
+cost (a few ms) stays small beside it."""
+SWEEP_MAX_CHUNK = 500
+SECONDS_PER_VALUE = 25e-6
+"""A rough cost of one element's value at one output row (the estimate only sizes
+chunks)."""
 
 
 def check_elements(scenario: Any, limit: int, path: str = "scenario") -> None:
@@ -143,6 +158,30 @@ def chunk_rows(scenario: Scenario, max_rows: int, message: int) -> int:
     """Rows of one ``data`` chunk of a streamed series: at most ``max_rows``
     (TWIN_MAX_RESULT_ROWS) and within ``message`` bytes (TWIN_MAX_MESSAGE_BYTES)."""
     return max(1, min(max_rows, message // row_bytes(scenario)))
+
+
+def sweep_chunk_size(scenario: Scenario, cases: int) -> int:
+    """Cases per chunk of a sweep: :data:`SWEEP_SPREAD` chunks, unless that makes a
+    chunk less than :data:`SWEEP_MIN_CHUNK_S` or more than :data:`SWEEP_CHUNK_S` of
+    estimated work; at most :data:`SWEEP_MAX_CHUNK` cases."""
+    rows = 1
+    if scenario.mode == "dynamic" and scenario.time:
+        rows = row_count(scenario.time)
+        max_step = scenario.solver.get("max_step")
+        if max_step:
+            span = float(scenario.time["stop"]) - float(scenario.time["start"])
+            rows = max(rows, solver_steps(span, float(max_step)))
+    per_case = 1e-3 + len(scenario.elements) * rows * SECONDS_PER_VALUE
+    most = max(1, int(SWEEP_CHUNK_S / per_case))
+    least = max(1, math.ceil(SWEEP_MIN_CHUNK_S / per_case))
+    spread = math.ceil(cases / SWEEP_SPREAD)
+    return max(1, min(max(spread, least), most, SWEEP_MAX_CHUNK, cases))
+
+
+def sweep_table_rows(columns: int, max_rows: int, message: int) -> int:
+    """The most rows a sweep's ``result`` repeats: TWIN_MAX_RESULT_ROWS, and what fits
+    in one message (a longer table comes in its ``data`` replies only)."""
+    return max(1, min(max_rows, message // 2 // (BYTES_PER_VALUE * columns + 8)))
 
 
 def check_instance(data: Any, known: bool, count: int, *, max_count: int, max_bytes: int,

@@ -22,17 +22,20 @@ from modellib import describe_models
 from modellib.errors import CodedError
 from modellib.functions import check_call, describe_functions
 from scenario_builder import check_scenario, describe_templates, expand_template, settable_inputs
+from scenario_builder.graph import Scenario
+from scenario_builder.sweeps import parse_sweep
 from scenario_builder.templates import templates
 from tasks import queues
 from tasks.jobs import call as call_task
 from tasks.jobs import realtime as realtime_task
 from tasks.jobs import run as run_task
+from tasks.sweeps import sweep_chunk as sweep_task
 
 from . import limits
 from .admission import Admission
 from .commands import Command
 from .jobcontrol import JobControl
-from .jobspec import Job
+from .jobspec import Job, SweepJob
 from .policy import Policy
 from .replies import Durable, Replies
 
@@ -85,9 +88,13 @@ class Planner:
                 "client": command.client,
                 **({"expires_at": job.kwargs["expires_at"]} if "expires_at" in job.kwargs
                    else {}),
-                **({"inputs": job.kwargs["inputs"]} if "inputs" in job.kwargs else {})})
-            return Plan("ack", {"queue": job.queue}, "ack", lambda: self._enqueue(job, command),
-                        entry, job.spec())
+                **({"inputs": job.kwargs["inputs"]} if "inputs" in job.kwargs else {}),
+                **({"cases": job.total, "chunks": job.chunks} if isinstance(job, SweepJob)
+                   else {})})
+            ack = {"queue": job.queue, **({"cases": job.total, "chunks": job.chunks}
+                                          if isinstance(job, SweepJob) else {})}
+            return Plan("ack", ack, "ack", lambda: self._enqueue(job, command), entry,
+                        job.spec())
         if command.cmd in ("put_instance", "delete_instance"):
             self.policy.check_instances(command.client, command.cmd)
         if command.cmd == "put_instance":
@@ -147,7 +154,7 @@ class Planner:
                    {"correlation": correlation, "summary": f"call: {name}",
                     "client": command.client, **self._expiry(command)}, {})
 
-    def _run(self, command: Command) -> Job:
+    def _run(self, command: Command) -> Job | SweepJob:
         """Check a ``run`` against the libraries, the policy and the limits."""
         body, s = command.body, self.settings
         template = body.get("template")
@@ -169,6 +176,8 @@ class Planner:
         args = (command.id, s.controller_id, reply_to, checked.to_data())
         kwargs: dict[str, Any] = {"correlation": correlation, "summary": summary,
                                   "client": command.client, **self._expiry(command)}
+        if "sweep" in body:
+            return self._sweep(body["sweep"], checked, args, kwargs)
         if checked.mode == "realtime":
             kwargs["inputs"] = settable_inputs(checked)
             if (checked.time or {}).get("stop") is None and s.max_realtime_s:
@@ -179,7 +188,19 @@ class Planner:
         return Job(run_task, queues.SHORT if checked.mode == "static" else queues.LONG,
                    args, kwargs, {})
 
-    def _enqueue(self, job: Job, command: Command) -> None:
+    def _sweep(self, data: Any, checked: Scenario, args: tuple[Any, ...],
+               kwargs: dict[str, Any]) -> SweepJob:
+        """A ``run`` with a ``sweep``: every case checked, cut into chunks."""
+        s = self.settings
+        sweep = parse_sweep(data, checked, max_cases=s.max_cases)
+        total = len(sweep.cases)
+        kwargs = {**kwargs, "summary": f"sweep of {total} case(s), {kwargs['summary']}",
+                  "max_rows": limits.sweep_table_rows(len(sweep.columns), s.max_result_rows,
+                                                      s.max_message_bytes)}
+        return SweepJob(sweep_task, queues.SWEEP, args, kwargs, sweep.to_data(),
+                        limits.sweep_chunk_size(checked, total))
+
+    def _enqueue(self, job: Job | SweepJob, command: Command) -> None:
         self.admission.count(command)  # counted until the job ends (JobBoard.end)
         self.durable("queueing the job", job.send)
 

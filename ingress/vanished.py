@@ -33,8 +33,9 @@ from kombu.transport.redis import Channel as RedisChannel
 from tasks import queues
 from tasks.jobboard import JobBoard
 from tasks.outbox import SPEC_FIELD, request_key
+from tasks.sweeps import SweepStore
 
-from .jobspec import Job, task_id
+from .jobspec import Job, SweepJob, chunk_task_id, task_id
 
 __all__ = ["Vanished", "STALE_S", "EVERY_S"]
 
@@ -92,7 +93,7 @@ class Vanished:
         self.claim_key = f"twin:{board.cid}:vanished:sweep"
         self._find = client.register_script(_FIND)
         self._suspects: set[str] = set()
-        """request ids whose message was nowhere at the last sweep"""
+        """task ids whose message was nowhere at the last sweep"""
         self.sent_again = 0
 
     def sweep(self) -> int:
@@ -104,36 +105,60 @@ class Vanished:
         if not waiting:
             self._suspects = set()
             return 0
-        ids = {task_id(self.board.cid, rid): rid for rid in waiting}
+        ids = self._task_ids(waiting)
         found = {raw.decode() if isinstance(raw, bytes) else str(raw) for raw in self._find(
-            keys=[*queues.ALL, RedisChannel.unacked_key], args=list(ids))}
-        nowhere = {rid for tid, rid in ids.items() if tid not in found}
+            keys=[*queues.ALL, RedisChannel.unacked_key], args=list(ids))} if ids else set()
+        nowhere = {tid for tid in ids if tid not in found}
         due, self._suspects = nowhere & self._suspects, nowhere
         sent = 0
-        for rid in sorted(due):
-            if self._send_again(rid, waiting[rid]):
+        for tid in sorted(due):
+            rid, chunk = ids[tid]
+            if self._send_again(rid, waiting[rid], chunk):
                 sent += 1
         self.sent_again += sent
         return sent
 
+    def _task_ids(self, waiting: dict[str, dict[str, Any]]) -> dict[str, tuple[str, int | None]]:
+        """Task id -> (request id, chunk), of the messages to look for: a job's, and a
+        sweep's chunks that have not reported (:class:`tasks.sweeps.SweepStore`)."""
+        ids: dict[str, tuple[str, int | None]] = {}
+        for rid, entry in waiting.items():
+            if entry.get("task") != queues.SWEEP_CHUNK:
+                ids[task_id(self.board.cid, rid)] = (rid, None)
+                continue
+            reported = SweepStore(self.board, rid).reported(int(entry.get("chunks") or 0))
+            for k, done in enumerate(reported):
+                if not done:
+                    ids[chunk_task_id(self.board.cid, rid, k)] = (rid, k)
+        return ids
+
     def _waiting(self) -> dict[str, dict[str, Any]]:
         """Request id -> entry, of the jobs queued more than :attr:`stale_s` ago that
-        have not started (the oldest :data:`MAX_LOOKED_FOR`)."""
+        have not started, and of the sweeps queued as long ago, started or not (their
+        chunks are looked for; the oldest :data:`MAX_LOOKED_FOR`)."""
         now = time.time()
         old = []
         for rid, entry in self.board.entries().items():
             since = max(float(entry.get("queued") or 0), float(entry.get("requeued") or 0))
-            if entry.get("state") == "queued" and now - since > self.stale_s:
+            if (entry.get("state") == "queued" or entry.get("task") == queues.SWEEP_CHUNK) \
+                    and now - since > self.stale_s:
                 old.append((since, rid, entry))
         old.sort()
         return {rid: entry for _, rid, entry in old[:MAX_LOOKED_FOR]}
 
-    def _send_again(self, rid: str, entry: dict[str, Any]) -> bool:
+    def _send_again(self, rid: str, entry: dict[str, Any], chunk: int | None = None) -> bool:
         spec = self.redis.hget(request_key(self.board.cid, rid), SPEC_FIELD)
         if spec is None:  # queued by a version that kept nothing, or just answered
             return False
         if self.board.get(rid) is None:  # answered meanwhile
             return False
+        if chunk is not None:
+            part = SweepJob.from_spec(spec).chunk(chunk)
+            part.send()
+            log.error("request %s: the message of its sweep's chunk %d (Celery task %s) was "
+                      "in no queue and held by no worker; the chunk is queued again", rid,
+                      chunk, part.task_id)
+            return True
         job = Job.from_spec(spec)
         job.send()
         self.board.requeued(rid, entry)

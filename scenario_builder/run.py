@@ -12,7 +12,7 @@ from .post import check_post, run_post
 from .schema import MODES
 from .static import solve_static
 
-__all__ = ["check_scenario", "run_scenario", "SUPPORTED_MODES"]
+__all__ = ["check_scenario", "run_scenario", "run_checked", "SUPPORTED_MODES"]
 
 SUPPORTED_MODES = MODES
 """The run modes (the scenario schema refuses any other)."""
@@ -31,7 +31,12 @@ def check_scenario(data: Any) -> Scenario:
 def run_scenario(data: Any, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Check and run a static or dynamic scenario; return the fields of its ``result``
     reply. (A real-time run needs steering: :func:`scenario_builder.realtime.run_realtime`.)"""
-    scenario = check_scenario(data)
+    return run_checked(check_scenario(data), should_stop)
+
+
+def run_checked(scenario: Scenario, should_stop: Callable[[], bool] | None = None
+                ) -> dict[str, Any]:
+    """Run a checked static or dynamic scenario: the fields of its ``result`` reply."""
     if scenario.mode == "realtime":
         raise NotPermitted("a realtime scenario runs through run_realtime, with steering",
                            path="scenario.mode")

@@ -27,7 +27,7 @@ def make_app(config: str = "tasks.celeryconfig") -> Celery:
     register_serializer()  # before anything (a control reply, a task) is encoded
     application = Celery("twinctl")
     application.config_from_object(config)
-    application.conf.include = ["tasks.jobs"]
+    application.conf.include = ["tasks.jobs", "tasks.sweeps"]
     return application
 
 

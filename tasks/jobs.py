@@ -36,7 +36,7 @@ from scenario_builder import (
 from .app import app
 from .jobboard import LEASE_RENEW_S, JobBoard
 from .outbox import Outbox
-from .queues import CALL, HARD_MARGIN_S, REALTIME_RUN, RUN, SHORT, TASKS
+from .queues import CALL, HARD_MARGIN_S, REALTIME_RUN, RUN, SHORT
 from .rtprio import realtime_priority
 from .serializer import NAME as SERIALIZER
 from .steering import RedisSteering
@@ -222,7 +222,8 @@ def _killed_at_time_limit(sender: Any = None, exception: BaseException | None = 
                           args: Any = None, kwargs: Any = None, **_: Any) -> None:
     """A job that ignored its soft time limit was killed at the hard one (in the worker's
     main process): answer it ``timeout`` and end it, so it is not left unanswered."""
-    if not isinstance(exception, TimeLimitExceeded) or getattr(sender, "name", "") not in TASKS:
+    if not isinstance(exception, TimeLimitExceeded) or \
+            getattr(sender, "name", "") not in (RUN, CALL, REALTIME_RUN):  # (sweeps: their own)
         return
     try:
         request_id, controller, reply_to = (str(a) for a in list(args)[:3])

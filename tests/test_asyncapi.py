@@ -301,6 +301,13 @@ def _samples(tmp_path: Path) -> list[dict[str, Any]]:
     add("replies", "result", "call", _reply("c-1", "result", {
         "status": "ok", "function": "mean", "value": call_function("mean", {"x": [1, 2, 3]})}, 1))
     add("replies", "ack", "ack", _reply("d-1", "ack", {"queue": "twin.long"}))
+    add("replies", "ack", "sweep ack", _reply("w-1", "ack", {"queue": "twin.sweep", "cases": 15,
+                                                             "chunks": 15}))
+    add("replies", "data", "sweep data", _reply("w-1", "data", {
+        "chunk": 0, "progress": {"done": 1, "total": 15}, "columns": ["case", "a", "b"],
+        "rows": [[0, 1.0, None]], "failed": {"0": {"code": "runtime_error", "message": "x"}}}, 1))
+    for name, fields in _sweep_results(library).items():
+        add("replies", "result", name, _reply("w-1", "result", fields, 16))
     add("replies", "pong", "pong", _reply("p-1", "pong", {}))
     add("replies", "description", "describe", _reply("x-1", "description", {
         "models": describe_models(), "functions": describe_functions(),
@@ -320,6 +327,25 @@ def _samples(tmp_path: Path) -> list[dict[str, Any]]:
         "controller": "c1", "type": "error", **InvalidJson("not JSON").as_reply(),
         "ts": timestamp()})))
     return samples
+
+
+def _sweep_results(library: Any) -> dict[str, dict[str, Any]]:
+    """A sweep's result as the worker makes it (tasks.sweeps.table_fields), of the
+    shipped sweep example: whole, streamed, and with a failed case."""
+    from scenario_builder import check_scenario
+    from scenario_builder.sweeps import parse_sweep, run_case
+    from tasks.sweeps import table_fields
+
+    command = json.loads((ROOT / "twinctl" / "examples" / "pump_speed_sweep.json").read_text())
+    sc = check_scenario(library.resolve(command["scenario"]))
+    sweep = parse_sweep(command["sweep"], sc, max_cases=100)
+    cases: dict[int, dict[str, Any]] = {
+        i: {"row": [i, *v, *run_case(sc, sweep, v)]} for i, v in enumerate(sweep.cases)}
+    cases[3] = {"row": [3, *sweep.cases[3], None, None, None],
+                "failed": {"code": "runtime_error", "message": "no operating point"}}
+    total = len(sweep.cases)
+    return {name: table_fields(sweep, cases, total=total, chunks=2, max_rows=rows)[1]
+            for name, rows in (("sweep", 100), ("streamed sweep", 5))}
 
 
 def test_messages_made_by_the_code_match_the_document(validator: Path, tmp_path: Path) -> None:

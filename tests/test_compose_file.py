@@ -132,7 +132,7 @@ def test_every_project_service_runs_a_real_entry_point(services: dict[str, Any])
 def test_the_commands_are_the_agreed_ones(services: dict[str, Any]) -> None:
     assert _argv(services["ingress"]["command"]) == ["twinctl", "ingress"]
     assert _argv(services["worker"]["command"]) == [
-        "twinctl", "worker", "--queues", "twin.short,twin.long", "--nice", "5"]
+        "twinctl", "worker", "--queues", "twin.short,twin.long,twin.sweep", "--nice", "5"]
     assert _argv(services["short-worker"]["command"]) == [
         "twinctl", "worker", "--queues", "twin.short", "--concurrency", "1", "--nice", "5"]
     assert services["realtime-worker"]["ulimits"]["rtprio"] >= 10  # SCHED_FIFO allowed

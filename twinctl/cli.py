@@ -4,7 +4,8 @@
                                           worker (+ Flower)
     twinctl ingress                       the MQTT ingress alone
     twinctl worker [--concurrency N]      one Celery worker alone
-    twinctl send FILE|- [--plot F] [--csv F]   send a command, print its replies
+    twinctl send FILE|- [--plot F] [--csv F]   send a command, print its replies (a sweep:
+                                               its table; --plot-x/--plot-y choose the plot)
     twinctl describe                      the controller's model library as tables
     twinctl status                        the controllers online/offline, their queues
     twinctl demo                          start the stack, run a scenario, stop
@@ -148,7 +149,7 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
 
     from ingress.mqttconn import MqttError
 
-    from . import display, runs
+    from . import display, runs, sweeptable
     from .client import send_command
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `twinctl send … | head` ends quietly
@@ -159,6 +160,8 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     if args.id:
         command["id"] = args.id
     command.setdefault("id", f"cli-{uuid.uuid4().hex[:12]}")
+    if sweeptable.is_sweep(command):
+        return _send_sweep(args, settings, command)
     span = runs.run_span(command)
     if args.plot and span.mode == "static":
         print("twinctl send: --plot draws a time series, and a static run gives one value "
@@ -212,6 +215,75 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     if args.csv or args.plot:
         return _write_series(args, runs.collect_series(exchange.replies), command,
                              {**units, **runs.result_units(final)})
+    return 0
+
+
+def _send_sweep(args: argparse.Namespace, settings: Settings, command: dict[str, Any]) -> int:
+    """``twinctl send`` of a sweep: a bar of cases, the table, ``--csv`` and ``--plot``
+    (a collected value against a swept path)."""
+    import contextlib
+
+    from ingress.mqttconn import MqttError
+
+    from . import display, sweeptable
+    from .client import send_command
+
+    out, err = display.make_console(), display.make_console(stderr=True)
+    progress = None
+    if not args.json and sys.stderr.isatty():
+        progress = display.SweepProgress(sweeptable.sweep_size(command), err)
+
+    def show(reply: dict[str, Any]) -> None:
+        if args.json:
+            print(json.dumps(reply), flush=True)
+        elif not (progress is not None and reply.get("type") == "data"):
+            display.print_reply(reply, out, err=err)
+
+    def on_reply(reply: dict[str, Any]) -> None:
+        if progress is not None:
+            progress.update(reply)
+        else:
+            show(reply)
+
+    try:
+        with progress or contextlib.nullcontext():
+            exchange = send_command(settings, command, timeout=args.timeout, on_reply=on_reply)
+    except MqttError as exc:
+        print(f"twinctl send: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("twinctl send: interrupted", file=sys.stderr)
+        return 130
+    if progress is not None:
+        for reply in exchange.replies:
+            show(reply)
+    final = exchange.final
+    if final is None:
+        print(f"twinctl send: no final reply within {args.timeout:g} s", file=sys.stderr)
+        return 2
+    if final.get("type") == "error":
+        return 1
+    table = sweeptable.collect_table(exchange.replies, command)
+    if table is None or not (args.csv or args.plot):
+        return 0
+    units = {str(k): str(v) for k, v in (final.get("units") or {}).items()}
+    try:
+        if args.csv:
+            rows = sweeptable.write_table_csv(args.csv, table, units)
+            if not args.json:
+                print(f"twinctl send: wrote {rows} case(s) to {args.csv}", file=sys.stderr)
+        if args.plot:
+            x, y = sweeptable.plot_table(args.plot, table, title=str(command["id"]),
+                                         x=args.plot_x, y=args.plot_y, units=units)
+            if not args.json:
+                print(f"twinctl send: plotted {y} against {x} to {args.plot}",
+                      file=sys.stderr)
+    except sweeptable.PlotChoiceError as exc:
+        print(f"twinctl send: --plot: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"twinctl send: cannot write {args.csv or args.plot}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -364,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", "-c", type=int, default=2)
     worker.add_argument("--pool", default="prefork", choices=("prefork", "solo", "threads"))
     worker.add_argument("--queues", "-Q", default=None,
-                        help="comma-separated queues (default twin.short,twin.long; "
+                        help="comma-separated queues (default twin.short,twin.long,twin.sweep; "
                              "twin.realtime for a real-time worker)")
     worker.add_argument("--nice", type=int, default=0,
                         help="raise the worker's niceness by N (batch workers beside "
@@ -380,9 +452,17 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--id", help="the request id (default: the file's, else a new one); "
                                    "`stop` and `set` name a job by it")
     send.add_argument("--plot", metavar="FILE",
-                      help="draw the run's series into a PNG (one subplot per unit)")
+                      help="draw the run's series into a PNG (one subplot per unit); a "
+                           "sweep: a collected value against a swept path")
     send.add_argument("--csv", metavar="FILE",
-                      help="write the run's series as CSV (t, then one column per output)")
+                      help="write the run's series as CSV (t, then one column per output); "
+                           "a sweep: its table, one row per case")
+    send.add_argument("--plot-x", metavar="PATH", default=None,
+                      help="a sweep's --plot: the swept path on the x axis (the first); "
+                           "each value of another swept path is a line")
+    send.add_argument("--plot-y", metavar="NAME", default=None,
+                      help="a sweep's --plot: the collected value drawn (the objective's, "
+                           "else the first)")
     send.set_defaults(func=cmd_send)
 
     describe = sub.add_parser("describe", help="the controller's models, functions, "

@@ -38,9 +38,12 @@ from rich.text import Text
 from .runs import Series, Span, as_floats, as_number, csv_cell
 
 __all__ = [
-    "RunProgress", "error_line", "make_console", "print_description", "print_reply",
-    "status_table",
+    "RunProgress", "SweepProgress", "error_line", "make_console", "print_description",
+    "print_reply", "status_table", "SHOWN_ROWS",
 ]
+
+SHOWN_ROWS = 20
+"""A sweep's table on the console shows at most this many rows (--csv writes them all)."""
 
 
 # ----- progress -----------------------------------------------------------------
@@ -122,6 +125,52 @@ class RunProgress:
         self.progress.update(self.task, **fields)
 
 
+class SweepProgress:
+    """A sweep's progress on ``console`` (stderr): a bar of cases done, from the
+    ``progress`` of its ``data`` replies (``total`` from the command where it says)."""
+
+    def __init__(self, total: int | None, console: Console) -> None:
+        self.done = 0
+        self.state = "sent"
+        columns: list[ProgressColumn] = [
+            SpinnerColumn(), TextColumn("{task.description:<10}"), BarColumn(),
+            TaskProgressColumn(), TextColumn("{task.completed:.0f} / {task.fields[of]} cases"),
+            TimeElapsedColumn()]
+        self.progress = Progress(*columns, console=console, redirect_stdout=False,
+                                 redirect_stderr=False)
+        self.task = self.progress.add_task(self.state, total=total, of=total or "?")
+
+    def __enter__(self) -> SweepProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.progress.stop()
+
+    def update(self, reply: dict[str, Any]) -> None:
+        kind = reply.get("type")
+        fields: dict[str, Any] = {}
+        if kind == "ack":
+            self.state = "queued"
+            if isinstance(reply.get("cases"), int):
+                fields.update(total=reply["cases"], of=reply["cases"])
+        elif kind == "data" and isinstance(reply.get("progress"), dict):
+            self.state = "running"
+            progress = reply["progress"]
+            if isinstance(progress.get("done"), int):
+                self.done = max(self.done, progress["done"])
+            if isinstance(progress.get("total"), int):
+                fields.update(total=progress["total"], of=progress["total"])
+        elif kind == "result":
+            self.state = str(reply.get("status", "done"))
+            stats = _dict(reply.get("stats"))
+            self.done = max(self.done, int(stats.get("done", 0)) + int(stats.get("failed", 0)))
+        elif kind == "error":
+            self.state = f"error {reply.get('code', '')}".strip()
+        self.progress.update(self.task, description=self.state, completed=self.done, **fields)
+
+
 # ----- readable replies -------------------------------------------------------
 def make_console(file: IO[str] | None = None, *, stderr: bool = False) -> Console:
     """A console on ``file`` (stdout) or stderr; not a terminal: no colour, and the width
@@ -178,6 +227,15 @@ def print_reply(reply: dict[str, Any], console: Console, *, series: Series | Non
         queue = f": queued on {reply['queue']}" if reply.get("queue") else ""
         console.print(Text(f"ack {reply.get('id')}{queue}"))
         return
+    if kind == "data" and isinstance(reply.get("progress"), dict):
+        rows = _list(reply.get("rows"))
+        progress = reply["progress"]
+        console.print(Text(f"data chunk {reply.get('chunk')}: {len(rows)} case(s), "
+                           f"{progress.get('done')} of {progress.get('total')} done"))
+        return
+    if kind == "result" and isinstance(reply.get("columns"), list):
+        _print_sweep_result(reply, console)
+        return
     if kind == "data":
         raw_times = reply.get("t")
         times: list[Any] = raw_times if isinstance(raw_times, list) else []
@@ -202,6 +260,55 @@ def print_reply(reply: dict[str, Any], console: Console, *, series: Series | Non
                           soft_wrap=True)
         return
     console.print(Text(json.dumps(reply, indent=2)), soft_wrap=True)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _print_sweep_result(reply: dict[str, Any], console: Console) -> None:
+    """A sweep's result: a head line, its table (at most :data:`SHOWN_ROWS` rows), the
+    best case and the failed cases."""
+    columns = [str(c) for c in reply["columns"]]
+    units, stats, rows = _dict(reply.get("units")), _dict(reply.get("stats")), \
+        _list(reply.get("rows"))
+    head = (f"result {reply.get('id')}: {reply.get('status', 'ok')}, "
+            f"{stats.get('done', len(rows))} of {stats.get('cases', '?')} case(s) done")
+    if stats.get("failed"):
+        head += f", {stats['failed']} failed"
+    if reply.get("seed") is not None:
+        head += f", seed {reply['seed']}"
+    console.print(Text(head))
+    if reply.get("streamed"):
+        console.print(Text("the table came in the data replies (--csv writes it)"))
+    table = Table(show_edge=False, pad_edge=False)
+    for name in columns:
+        unit = units.get(name)
+        table.add_column(Text(f"{name} [{unit}]" if unit else name), justify="right")
+    for row in rows[:SHOWN_ROWS]:
+        table.add_row(*(Text("-" if v is None else _short(v, 30)) for v in row))
+    if rows:
+        console.print(table)
+    if len(rows) > SHOWN_ROWS:
+        console.print(Text(f"… {len(rows) - SHOWN_ROWS} more row(s) (--csv writes them all)"))
+    best = reply.get("best")
+    if isinstance(best, dict):
+        shown = ", ".join(f"{k} = {_short(v, 30)}" for k, v in best.items()
+                          if k not in ("case", "objective"))
+        console.print(Text(f"best ({best.get('objective')}): case {best.get('case')}: {shown}"),
+                      soft_wrap=True)
+    failed = reply.get("failed")
+    if isinstance(failed, dict) and failed:
+        for case, entry in list(failed.items())[:5]:
+            entry = entry if isinstance(entry, dict) else {}
+            console.print(Text(f"case {case} failed: {entry.get('code')}: "
+                               f"{entry.get('message')}"), soft_wrap=True)
+        if len(failed) > 5:
+            console.print(Text(f"… {len(failed) - 5} more failed case(s)"))
 
 
 # ----- describe -------------------------------------------------------------------
