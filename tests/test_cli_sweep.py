@@ -31,7 +31,7 @@ def replies(*, streamed: bool = False) -> list[dict[str, Any]]:
         "units": UNITS, "failed": {"3": {"code": "runtime_error", "message": "no operating point"}},
         "best": {"case": 2, "pump.speed": 1300, "line.static_head": 4, "line.flow": 94.8,
                  "objective": "maximize line.flow"},
-        "stats": {"cases": 4, "done": 3, "failed": 1, "dropped": 0, "chunks": 2}}
+        "stats": {"cases": 4, "done": 4, "failed": 1, "dropped": 0, "chunks": 2}}
     if streamed:
         result.update(streamed=True, chunks=2)
     else:
@@ -104,7 +104,7 @@ def test_a_sweep_result_is_printed_as_its_table_with_the_best_and_the_failed() -
         display.print_reply(reply, console)
     text = out.getvalue()
     assert "data chunk 1: 2 case(s), 4 of 4 done" in text
-    assert "result s-1: ok, 3 of 4 case(s) done, 1 failed" in text
+    assert "result s-1: ok, 4 of 4 case(s) done, 1 failed" in text
     assert "line.flow [m3/h]" in text and "94.8" in text
     assert "best (maximize line.flow): case 2" in text
     assert "case 3 failed: runtime_error: no operating point" in text

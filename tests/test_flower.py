@@ -237,3 +237,37 @@ def test_flower_tasks_page_renders_the_jobs_in_headless_chromium(
     assert shot.returncode == 0, shot.stderr.decode("utf-8", "replace")[-2000:]
     data = png.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000, len(data)
+
+
+def test_flower_lists_a_sweep_as_its_chunks_named_with_the_request_and_their_cases(
+    flower: str, stack: Stack
+) -> None:
+    s = stack.settings
+    orch = Orchestrator(s.mqtt.host, s.mqtt.port, s.mqtt_prefix, s.controller_id)
+    rid = new_id("flower-sweep")
+    try:
+        replies = orch.request({"id": rid, "cmd": "run", "scenario": {
+            "mode": "dynamic",
+            "elements": {"tank": {"model": "Tank", "params": {"area": 1.0, "outlet_area": 0.01},
+                                  "initial": {"level": 2.0}}},
+            "outputs": ["tank.level"], "time": {"start": 0, "stop": 60, "step": 1},
+            "solver": {"max_step": 0.5}},
+            "sweep": {"grid": {"tank.area": [1.0 + k / 10 for k in range(40)]}}}, timeout=60)
+    finally:
+        orch.close()
+    assert replies[-1]["type"] == "result" and replies[-1]["status"] == "ok", replies[-1]
+    chunks = replies[0]["chunks"]
+    assert chunks > 1
+    deadline = time.monotonic() + 20
+    while True:
+        listed = _get_json(f"{flower}/api/tasks?taskname=twin.sweep&limit=1000")
+        mine = [t for t in listed.values() if repr(rid) in (t.get("args") or "")]
+        if len(mine) == chunks and all(t["state"] == "SUCCESS" for t in mine):
+            break
+        assert time.monotonic() < deadline, f"Flower lists {len(mine)} of {chunks} chunks"
+        time.sleep(0.25)
+    shown = sorted(t["args"] for t in mine)
+    assert all(f"of {chunks}: cases " in a and "of 40; sweep of 40 case(s), dynamic" in a
+               for a in shown), shown
+    assert any(f"<sweep chunk 1 of {chunks}: cases 0-" in a for a in shown), shown
+    assert {t["name"] for t in mine} == {"twin.sweep"}

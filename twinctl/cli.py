@@ -144,13 +144,9 @@ def _read_command(source: str) -> dict[str, Any] | str:
 def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     """Send a command; print its replies; exit 0 on a result, 1 on an error, 2 on a
     timeout (no reply for ``--timeout`` seconds: each reply restarts it)."""
-    import contextlib
     import uuid
 
-    from ingress.mqttconn import MqttError
-
     from . import display, runs, sweeptable
-    from .client import send_command
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `twinctl send … | head` ends quietly
     command = _read_command(args.file)
@@ -191,15 +187,9 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         else:
             show(reply)
 
-    try:
-        with progress or contextlib.nullcontext():
-            exchange = send_command(settings, command, timeout=args.timeout, on_reply=on_reply)
-    except MqttError as exc:
-        print(f"twinctl send: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("twinctl send: interrupted", file=sys.stderr)
-        return 130
+    exchange = _exchange(settings, command, args.timeout, on_reply, progress)
+    if isinstance(exchange, int):
+        return exchange
     if progress is not None:  # the bar showed the data; now the other replies
         for reply in seen:
             if reply.get("type") != "data":
@@ -218,15 +208,32 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _send_sweep(args: argparse.Namespace, settings: Settings, command: dict[str, Any]) -> int:
-    """``twinctl send`` of a sweep: a bar of cases, the table, ``--csv`` and ``--plot``
-    (a collected value against a swept path)."""
+def _exchange(settings: Settings, command: dict[str, Any], timeout: float,
+              on_reply: Any, progress: Any) -> Any:
+    """Send ``command`` and gather its replies (``progress`` shown meanwhile): the
+    exchange, or the exit code when the broker could not be reached or it was
+    interrupted."""
     import contextlib
 
     from ingress.mqttconn import MqttError
 
-    from . import display, sweeptable
     from .client import send_command
+
+    try:
+        with progress or contextlib.nullcontext():
+            return send_command(settings, command, timeout=timeout, on_reply=on_reply)
+    except MqttError as exc:
+        print(f"twinctl send: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("twinctl send: interrupted", file=sys.stderr)
+        return 130
+
+
+def _send_sweep(args: argparse.Namespace, settings: Settings, command: dict[str, Any]) -> int:
+    """``twinctl send`` of a sweep: a bar of cases, the table, ``--csv`` and ``--plot``
+    (a collected value against a swept path)."""
+    from . import display, sweeptable
 
     out, err = display.make_console(), display.make_console(stderr=True)
     progress = None
@@ -245,15 +252,9 @@ def _send_sweep(args: argparse.Namespace, settings: Settings, command: dict[str,
         else:
             show(reply)
 
-    try:
-        with progress or contextlib.nullcontext():
-            exchange = send_command(settings, command, timeout=args.timeout, on_reply=on_reply)
-    except MqttError as exc:
-        print(f"twinctl send: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("twinctl send: interrupted", file=sys.stderr)
-        return 130
+    exchange = _exchange(settings, command, args.timeout, on_reply, progress)
+    if isinstance(exchange, int):
+        return exchange
     if progress is not None:
         for reply in exchange.replies:
             show(reply)

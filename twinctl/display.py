@@ -165,7 +165,7 @@ class SweepProgress:
         elif kind == "result":
             self.state = str(reply.get("status", "done"))
             stats = _dict(reply.get("stats"))
-            self.done = max(self.done, int(stats.get("done", 0)) + int(stats.get("failed", 0)))
+            self.done = max(self.done, int(stats.get("done", 0)))
         elif kind == "error":
             self.state = f"error {reply.get('code', '')}".strip()
         self.progress.update(self.task, description=self.state, completed=self.done, **fields)
