@@ -44,6 +44,11 @@ SWEEP_MIN_CHUNK_S = 0.1
 """The least work one chunk is given (estimated; unless it is one case): the per-task
 cost (a few ms) stays small beside it."""
 SWEEP_MAX_CHUNK = 500
+SWEEP_MAX_CHUNKS = 256
+"""A sweep is queued as at most this many chunks (its cases are then shared out, however
+long each is): the queue holds a copy of the scenario per chunk, and the ingress looks
+for the messages of a sweep's unfinished chunks every few seconds
+(:mod:`ingress.vanished`)."""
 SECONDS_PER_VALUE = 25e-6
 """A rough cost of one element's value at one output row (the estimate only sizes
 chunks)."""
@@ -163,7 +168,8 @@ def chunk_rows(scenario: Scenario, max_rows: int, message: int) -> int:
 def sweep_chunk_size(scenario: Scenario, cases: int) -> int:
     """Cases per chunk of a sweep: :data:`SWEEP_SPREAD` chunks, unless that makes a
     chunk less than :data:`SWEEP_MIN_CHUNK_S` or more than :data:`SWEEP_CHUNK_S` of
-    estimated work; at most :data:`SWEEP_MAX_CHUNK` cases."""
+    estimated work; at most :data:`SWEEP_MAX_CHUNK` cases, unless that makes more than
+    :data:`SWEEP_MAX_CHUNKS` chunks."""
     rows = 1
     if scenario.mode == "dynamic" and scenario.time:
         rows = row_count(scenario.time)
@@ -175,7 +181,8 @@ def sweep_chunk_size(scenario: Scenario, cases: int) -> int:
     most = max(1, int(SWEEP_CHUNK_S / per_case))
     least = max(1, math.ceil(SWEEP_MIN_CHUNK_S / per_case))
     spread = math.ceil(cases / SWEEP_SPREAD)
-    return max(1, min(max(spread, least), most, SWEEP_MAX_CHUNK, cases))
+    size = min(max(spread, least), most, SWEEP_MAX_CHUNK, cases)
+    return max(1, size, math.ceil(cases / SWEEP_MAX_CHUNKS))
 
 
 def sweep_table_rows(columns: int, max_rows: int, message: int) -> int:

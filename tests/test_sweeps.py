@@ -177,7 +177,8 @@ def test_a_sweep_is_cut_into_chunks_that_spread_and_stay_cheap(sc: Any) -> None:
     assert limits.sweep_chunk_size(sc, 5) == 5  # (~2.6 ms a case: one chunk is enough)
     assert limits.sweep_chunk_size(sc, 100_000) == 392  # at most ~1 s of work
     slow = check_scenario({**tank_and_lag(), "time": {"start": 0, "stop": 36000, "step": 1}})
-    assert limits.sweep_chunk_size(slow, 2000) == 1  # ~1.8 s of estimated work a case
+    assert limits.sweep_chunk_size(slow, 200) == 1  # ~1.8 s of estimated work a case
+    assert limits.sweep_chunk_size(slow, 2000) == 8  # but at most 256 chunks
     assert limits.sweep_table_rows(5, 10_000, 1 << 20) == 4096  # half a message at most
 
 
