@@ -383,6 +383,15 @@ def _check_values(sc: Scenario, targets: tuple[Target, ...], cases: list[list[An
                 raise
 
 
+def _in_declared_units(targets: tuple[Target, ...], cases: list[list[Any]]) -> list[list[Any]]:
+    """The cases with every value given with its unit (checked) in the declared unit, so
+    that the table's columns are in the units it names."""
+    if not any(is_quantity(v) for values in cases for v in values):
+        return cases
+    return [[in_declared_unit(v, t.unit, t.path) if is_quantity(v) else v
+             for t, v in zip(targets, values, strict=True)] for values in cases]
+
+
 def _collect(sc: Scenario, data: Mapping[str, Any]) -> tuple[str, ...]:
     outputs = [f"{e}.{p}" for e, p in sc.outputs]
     posts = [str(p.get("as_") or p["function"]) for p in sc.post]
@@ -467,6 +476,7 @@ def parse_sweep(data: Any, sc: Scenario, *, max_cases: int) -> Sweep:
     where = {"grid": "sweep.grid", "cases": "sweep.cases[0]", "sample": "sweep.sample.vars"}
     targets = tuple(_target(sc, key, f"{where[kind]}.{key}") for key in keys)
     _check_values(sc, targets, cases, kind, keys, grid)
+    cases = _in_declared_units(targets, cases)
     collect = _collect(sc, data)
     clash = set(collect) & set(keys)
     if clash:

@@ -189,3 +189,20 @@ def test_a_realtime_sweep_is_refused(sweeps: Orchestrator) -> None:
     error = sweeps.request({"id": new_id("rt"), "cmd": "run", "scenario": scenario,
                             "sweep": {"grid": {"tank.area": [1.0, 2.0]}}})[-1]
     assert error["code"] == "invalid_argument" and error["path"] == "scenario.mode"
+
+
+def test_a_templates_scenario_can_be_swept_with_values_in_units(sweeps: Orchestrator) -> None:
+    rid = new_id("tpl")
+    replies = sweeps.request({"id": rid, "cmd": "run", "template": "tank_draining",
+                              "args": {"stop": 60, "step": 10}, "sweep": {
+                                  "cases": [{"tank.initial.level": {"value": 150, "unit": "cm"}},
+                                            {"tank.initial.level": 2.5}],
+                                  "collect": ["tank.level"]}}, timeout=60)
+    result = replies[-1]
+    assert result["status"] == "ok", result
+    assert [r[:2] for r in result["rows"]] == [[0, 1.5], [1, 2.5]]  # in the unit it names
+    assert result["units"]["tank.initial.level"] == "m"
+    jobs = sweeps.request({"id": new_id("jobs"), "cmd": "jobs"})[-1]["jobs"]
+    assert rid not in {j["id"] for j in jobs}  # ended with its result
+    levels = [r[2] for r in result["rows"]]
+    assert levels[0] < 1.5 and levels[1] < 2.5 and levels[0] < levels[1]

@@ -83,6 +83,7 @@ def test_values_with_units_are_converted(sc: Any) -> None:
     sweep = parse_sweep({"grid": {"tank.area": [{"value": 20000, "unit": "cm2"}],
                                   "tank.initial.level": [{"value": 150, "unit": "cm"}]}},
                         sc, max_cases=1)
+    assert sweep.cases == [[pytest.approx(2.0), pytest.approx(1.5)]]  # the table's units
     one = apply_case(sc, sweep.targets, sweep.cases[0])
     assert one.elements["tank"].model.p["area"] == pytest.approx(2.0)
     assert one.elements["tank"].initial["level"] == pytest.approx(1.5)
