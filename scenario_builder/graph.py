@@ -19,6 +19,7 @@ import numpy as np
 from modellib import Model, get_model, units
 from modellib.errors import InvalidArgument, did_you_mean
 
+from .alarms import AlarmRule, parse_alarms
 from .errors import InvalidScenario
 from .schema import RealtimeSchema, parse_scenario
 from .unitvalues import is_quantity, number_or_quantity, params_in_units, scale_to
@@ -85,6 +86,8 @@ class Scenario:
     own (only where they differ: ``rad/s`` into ``rpm``)"""
     output_units: dict[Port, str] = field(default_factory=dict)
     """output → the unit it is reported in, where the scenario's ``units`` asks"""
+    alarms: list[AlarmRule] = field(default_factory=list)
+    """alarm rules on the outputs and post names (:mod:`scenario_builder.alarms`)"""
 
     def unit_of(self, port: Port) -> str:
         """The unit ``port`` is reported in: asked for, or its declared one."""
@@ -130,6 +133,7 @@ class Scenario:
             **({"realtime": self.realtime} if self.realtime is not None else {}),
             **({"units": {port(p): u for p, u in self.output_units.items()}}
                if self.output_units else {}),
+            **({"alarms": [rule.to_data() for rule in self.alarms]} if self.alarms else {}),
         }
 
     @property
@@ -449,10 +453,15 @@ def build_scenario(data: Any, *, path: str = "scenario") -> Scenario:
     if sc["mode"] == "realtime":
         _check_realtime(sc, f"{path}")
 
+    alarms = parse_alarms(sc["alarms"], [
+        *(_port_name(p) for p in outputs),
+        *(str(call.get("as_") or call["function"]) for call in sc["post"])],
+        path=f"{path}.alarms") if sc["alarms"] else []
+
     scenario = Scenario(
         mode=sc["mode"], elements=elements, feeds=feeds, inputs=inputs, outputs=outputs,
         time=time, post=sc["post"], realtime=sc["realtime"], solver=sc["solver"],
-        conversions=conversions, output_units=output_units,
+        conversions=conversions, output_units=output_units, alarms=alarms,
     )
     scenario.order = _components(list(elements), feeds)
     return scenario

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .alarms import batch_events
 from .dynamic import check_rows, simulate
 from .errors import NotPermitted
 from .graph import Scenario, build_scenario
@@ -48,4 +49,20 @@ def run_checked(scenario: Scenario, should_stop: Callable[[], bool] | None = Non
         result = solve_static(scenario)
         if scenario.post:
             result["post"] = run_post(scenario, result["values"])
+    if scenario.alarms:
+        result["alarms"] = alarm_events(scenario, result)
     return {"status": "ok", **result, "units": scenario.units_shown()}
+
+
+def alarm_events(scenario: Scenario, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The raised and cleared events of the scenario's alarm rules in a run's result,
+    each with its rule's priority and a message (the value with its unit)."""
+    events = batch_events(scenario.alarms, result.get("t"),
+                          {**result.get("values", {}), **result.get("post", {})})
+    rules = {rule.name: rule for rule in scenario.alarms}
+    shown = scenario.units_shown()
+    for event in events:
+        rule = rules[event["alarm"]]
+        event["priority"] = rule.priority
+        event["message"] = rule.describe(event["value"], shown.get(rule.on, ""), event["event"])
+    return events

@@ -96,6 +96,8 @@ class ScenarioSchema(_Strict):
     realtime = fields.Nested(RealtimeSchema, load_default=None)
     units = fields.Dict(keys=StrictString(), values=StrictString(), load_default=dict)
     """output port -> the unit to report it in"""
+    alarms = fields.List(fields.Raw(), load_default=list)
+    """alarm rules (scenario_builder/alarms.py checks each, with its path)"""
 
     @validates_schema
     def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
