@@ -258,6 +258,10 @@ class Settings:
         return self.topic("reply", request_id)
 
     @property
+    def alarms_topic(self) -> str:
+        return self.topic("alarms")
+
+    @property
     def redis_url_safe(self) -> str:
         """The Redis URL without its password, safe to log."""
         return redact(self.redis_url)

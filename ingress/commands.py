@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
+from modellib.base import StrictFloat
 from modellib.errors import InvalidArgument, did_you_mean
 from modellib.validation import StrictString, first_error
 
@@ -26,7 +27,8 @@ __all__ = ["Command", "parse_command", "check_fields", "sniff_id", "COMMANDS", "
 
 ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
 COMMANDS = ("ping", "describe", "run", "call", "stop", "set", "jobs",
-            "put_instance", "delete_instance")
+            "put_instance", "delete_instance", "alarms", "ack_alarm", "shelve_alarm",
+            "unshelve_alarm")
 AVAILABLE = COMMANDS
 """The commands this version answers; the others get ``not_permitted``."""
 ENVELOPE = ("id", "cmd", "ts", "ttl")
@@ -106,10 +108,25 @@ class SetSchema(StopSchema):
                          validate=validate.Length(min=1, error="give at least one input"))
 
 
+class AlarmSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    alarm = StrictString(required=True, validate=validate.Length(1, 64))
+    source = StrictString(required=True, validate=validate.Length(1, 128))
+
+
+class ShelveSchema(AlarmSchema):
+    for_ = StrictFloat(data_key="for", required=True, validate=validate.Range(
+        min=0.0, min_inclusive=False, max=30 * 86_400.0,
+        error="must be seconds between 0 and 30 days (2592000)"))
+
+
 _SCHEMAS: dict[str, Schema] = {
     "ping": _NoFields(), "describe": _NoFields(), "run": RunSchema(), "call": CallSchema(),
     "put_instance": PutInstanceSchema(), "delete_instance": DeleteInstanceSchema(),
-    "stop": StopSchema(), "set": SetSchema(), "jobs": _NoFields(),
+    "stop": StopSchema(), "set": SetSchema(), "jobs": _NoFields(), "alarms": _NoFields(),
+    "ack_alarm": AlarmSchema(), "shelve_alarm": ShelveSchema(), "unshelve_alarm": AlarmSchema(),
 }
 
 

@@ -8,7 +8,8 @@ Tree::
     │   ├── InvalidCommand      code ``invalid_command`` (no/bad id, unknown cmd, …)
     │   ├── TooLarge            code ``too_large``
     │   ├── DuplicateId         code ``duplicate_id``
-    │   └── UnknownJob          code ``unknown_job``: ``stop``/``set`` of no such job
+    │   ├── UnknownJob          code ``unknown_job``: ``stop``/``set`` of no such job
+    │   └── UnknownAlarm        code ``unknown_alarm``: ``ack_alarm``… of no live alarm
     ├── modellib.LimitExceeded  code ``limit_exceeded``: above a deployment limit
     │   │                       (elements, steps, series, jobs of one orchestrator)
     │   └── Overloaded          too many jobs waiting (the reply says how many)
@@ -23,7 +24,8 @@ from typing import Any
 from modellib.errors import CodedError, LimitExceeded, NotPermitted
 
 __all__ = ["CommandError", "InvalidJson", "InvalidCommand", "TooLarge", "DuplicateId",
-           "NotPermitted", "Overloaded", "UnknownJob", "LimitExceeded", "SignatureRefused"]
+           "NotPermitted", "Overloaded", "UnknownJob", "UnknownAlarm", "LimitExceeded",
+           "SignatureRefused"]
 
 
 class CommandError(CodedError):
@@ -55,6 +57,10 @@ class Overloaded(LimitExceeded):
 
 class UnknownJob(CommandError):
     code = "unknown_job"
+
+
+class UnknownAlarm(CommandError):
+    code = "unknown_alarm"
 
 
 class SignatureRefused(NotPermitted):

@@ -21,11 +21,13 @@ from common import __version__
 from common.settings import Settings
 from instances import InstanceLibrary
 from tasks import queues
+from tasks.alarmboard import AlarmBoard
 from tasks.jobboard import JobBoard
 from tasks.outbox import dead_letter_stream, outbox_stream
 from tasks.replies import encode_json, timestamp
 
 from .admission import Admission
+from .health import Health, consumed_queues
 from .orphans import Orphans, held_tag
 from .policy import Policy
 from .replies import Replies
@@ -68,7 +70,8 @@ def status_message(settings: Settings, state: str, *, protocol: str = "",
 class Monitor:
     def __init__(self, settings: Settings, client: redis.Redis, board: JobBoard,
                  admission: Admission, replies: Replies, stop: threading.Event,
-                 publish_status: Callable[[], None]) -> None:
+                 publish_status: Callable[[], None], *,
+                 alarms: AlarmBoard | None = None) -> None:
         self.settings = settings
         self.redis = client
         self.board = board
@@ -78,6 +81,8 @@ class Monitor:
         self.publish_status = publish_status
         self.orphans = Orphans(client)
         self.vanished = Vanished(client, board)
+        self.alarms = alarms
+        self.health = Health(settings, alarms) if alarms is not None else None
         self.restarts: dict[str, int] = {}
         """how often ``twinctl up`` restarted each part (what the status says)"""
         self._thread = threading.Thread(target=self._loop, name="ingress-monitor", daemon=True)
@@ -92,7 +97,8 @@ class Monitor:
         the broadcast to the workers (1 s) holds up nothing else."""
         while not self.stop.wait(self.orphans.every_s):
             for what, sweep in (("orphaned jobs", self.orphans.sweep),
-                                ("vanished jobs", self.vanished.sweep)):
+                                ("vanished jobs", self.vanished.sweep),
+                                ("the workers of the queues", self._look_for_workers)):
                 try:
                     sweep()
                 except redis.RedisError as exc:
@@ -114,6 +120,8 @@ class Monitor:
                 *counts, restarted = pipe.execute()
             except redis.RedisError as exc:
                 log.debug("queue depths unavailable: %s", exc)
+                if self.health is not None:
+                    self.health.redis_failed()
                 continue
             depths = {**dict(zip(queues.ALL, counts[:-2], strict=True)), "outbox": counts[-2],
                       "dead_letters": counts[-1]}
@@ -123,11 +131,36 @@ class Monitor:
                 self.reap_lost()
             except redis.RedisError as exc:
                 log.debug("lost jobs not checked: %s", exc)
+            self._health(depths)
             now = time.monotonic()
             seen = {**depths, **{f"restarts:{k}": v for k, v in self.restarts.items()}}
             if seen != published and now - last >= 5.0:
                 self.publish_status()
                 published, last = seen, now
+
+    def _health(self, depths: dict[str, int]) -> None:
+        """The health alarms of this tick, and the shelves that ended."""
+        if self.health is None:
+            return
+        try:
+            self.health.redis_answered()
+            self.health.depths(depths)
+            self.health.shelves()
+        except redis.RedisError as exc:
+            log.debug("health alarms not checked: %s", exc)
+
+    def _look_for_workers(self) -> None:
+        """``no_worker``: asks the workers which queues they consume, when jobs wait."""
+        if self.health is None:
+            return
+        depths = dict(self.admission.depths)
+        if not any(depths.get(q, 0) for q in queues.ALL) and \
+                not self.health.board.get("controller", "no_worker"):
+            self.health.workers(depths, set())
+            return
+        from tasks.app import app  # (Celery's app: imported with the tasks already)
+
+        self.health.workers(depths, consumed_queues(app))
 
     def reap_lost(self) -> None:
         """A running real-time job whose heartbeat stopped: its worker died. Answer it
@@ -153,6 +186,8 @@ class Monitor:
                     info.get("reply_to"), None, correlation_hex=info.get("correlation"))
                 log.error("request %s: real-time job lost with its worker %s", rid,
                           info.get("worker"))
+                if self.alarms is not None:
+                    self.alarms.end_source(rid, "the real-time run was lost with its worker")
             self.board.end(rid)
 
     def _give_back(self, rid: str, info: dict[str, Any]) -> None:

@@ -33,6 +33,7 @@ from tasks.sweeps import sweep_chunk as sweep_task
 
 from . import limits
 from .admission import Admission
+from .alarmcontrol import AlarmControl
 from .commands import Command
 from .jobcontrol import JobControl
 from .jobspec import Job, SweepJob
@@ -42,6 +43,9 @@ from .replies import Durable, Replies
 __all__ = ["Plan", "Planner"]
 
 log = logging.getLogger("twinctl.ingress")
+
+ALARM_EVENTS = {"ack_alarm": "acknowledged", "shelve_alarm": "shelved",
+                "unshelve_alarm": "unshelved"}
 
 
 @dataclass
@@ -61,7 +65,8 @@ class Plan:
 class Planner:
     def __init__(self, settings: Settings, policy: Policy, library: InstanceLibrary,
                  admission: Admission, jobs: JobControl, replies: Replies,
-                 durable: Durable, on_library_change: Callable[[], None]) -> None:
+                 durable: Durable, on_library_change: Callable[[], None],
+                 alarms: AlarmControl | None = None) -> None:
         self.settings = settings
         self.policy = policy
         self.library = library
@@ -70,6 +75,7 @@ class Planner:
         self.replies = replies
         self.durable = durable
         self.on_library_change = on_library_change
+        self.alarms = alarms
 
     def plan(self, command: Command) -> Plan:
         """Check ``command`` against the libraries (no side effects); say what to do."""
@@ -120,7 +126,19 @@ class Planner:
             self.policy.check_steering(command.client, command.cmd, target)
             values = self.jobs.check_set(target, body["inputs"])
             return Plan("ack", {}, "ack", lambda: self.jobs.set_inputs(command, target, values))
+        if command.cmd in ALARM_EVENTS or command.cmd == "alarms":
+            return self._alarm_plan(command)
         raise AssertionError(f"no plan for {command.cmd!r}")  # parse_command refused it
+
+    def _alarm_plan(self, command: Command) -> Plan:
+        alarms = self.alarms
+        if alarms is None:  # (a planner built without the alarm board: tests)
+            raise AssertionError("no alarm board")
+        if command.cmd == "alarms":
+            return Plan("result", {"status": "ok", "alarms": alarms.active()})
+        alarms.find(command.body)
+        event = ALARM_EVENTS[command.cmd]
+        return Plan("ack", {}, "ack", lambda: alarms.change(command, event))
 
     def describe(self) -> dict[str, Any]:
         """The libraries, as far as the deployment policy allows them."""
@@ -180,6 +198,7 @@ class Planner:
             return self._sweep(body["sweep"], checked, args, kwargs)
         if checked.mode == "realtime":
             kwargs["inputs"] = settable_inputs(checked)
+            kwargs["alarms_topic"] = s.alarms_topic
             if (checked.time or {}).get("stop") is None and s.max_realtime_s:
                 kwargs["max_wall_s"] = s.max_realtime_s  # stopped by its worker then
             return Job(realtime_task, queues.REALTIME, args, kwargs,

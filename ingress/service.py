@@ -38,10 +38,12 @@ from common.retry import Backoff
 from common.settings import Settings
 from instances import SHIPPED_INSTANCES, InstanceLibrary
 from modellib import units
+from tasks.alarmboard import AlarmBoard
 from tasks.jobboard import JobBoard
 from tasks.outbox import Outbox
 
 from .admission import Admission
+from .alarmcontrol import AlarmControl
 from .handler import Handler
 from .inbox import RECEIVE_MAXIMUM, SMALL, Acks, Inbox, Item
 from .jobcontrol import JobControl
@@ -79,11 +81,14 @@ class Ingress:
         self.replies = Replies(settings, self.outbox, durable)
         self.admission = Admission(settings, self.board, self.outbox, durable)
         jobs = JobControl(self.board, self.replies, durable)
+        self.alarms = AlarmBoard(self.redis, self.cid, settings.alarms_topic,
+                                 max_entries=settings.outbox_max)
         self.planner = Planner(settings, self.policy, self.library, self.admission, jobs,
-                               self.replies, durable, on_library_change=self._publish_status)
+                               self.replies, durable, on_library_change=self._publish_status,
+                               alarms=AlarmControl(self.alarms, self.replies, durable))
         self.handler = Handler(settings, self.policy, self.planner, self.replies)
         self.monitor = Monitor(settings, self.redis, self.board, self.admission, self.replies,
-                               self._stop, self._publish_status)
+                               self._stop, self._publish_status, alarms=self.alarms)
         self.inbox = Inbox()
         self.takeover = Takeover(settings, self.redis, self.outbox, receive=self._receive,
                                  stopping=self._stop)

@@ -49,9 +49,7 @@ ERROR_CODES = (
     "missing_argument", "invalid_argument", "invalid_scenario", "unknown_job",
     "unknown_alarm", "expired", "limit_exceeded", "runtime_error", "timeout", "internal_error",
 )
-"""Every error code of the protocol (PROTOCOL.md, "Errors"); the controller sends no other.
-(``unknown_alarm`` belongs to the alarm commands, which this version does not
-implement yet: it never sends it.)"""
+"""Every error code of the protocol (PROTOCOL.md, "Errors"); the controller sends no other."""
 
 
 class CodedError(Exception):

@@ -37,6 +37,7 @@ import numpy as np
 
 from modellib import units
 
+from .alarms import Detector
 from .dynamic import March
 from .errors import ScenarioRuntimeError
 from .graph import Port, Scenario
@@ -62,6 +63,68 @@ class Steering(Protocol):
     def publish(self, chunk: int, t: list[float], values: dict[str, list[float]],
                 stats: dict[str, Any]) -> None:
         """Rows ``t``/``values`` (chunk ``chunk``, counted from 0) and the statistics so far."""
+
+    # A steering may also have ``alarm(events)``: the raised and cleared events of the
+    # scenario's alarm rules and of ``realtime_overrun`` at this tick (see _Alarms).
+
+
+OVERRUN = "realtime_overrun"
+OVERRUN_CLEAR_S = 1.0
+"""``realtime_overrun`` clears once the ticks have been within ``realtime.tolerance`` for
+this long (wall clock)."""
+
+
+class _Alarms:
+    """The live alarms of a real-time run: its rules on the outputs of each tick, and
+    ``realtime_overrun`` (a tick later than ``realtime.tolerance``), to its steering."""
+
+    def __init__(self, sc: Scenario, steering: Any, tolerance: float) -> None:
+        self.send = getattr(steering, "alarm", None)
+        self.detectors = [Detector(rule) for rule in sc.alarms] if self.send else []
+        self.units = sc.units_shown()
+        self.tolerance = tolerance
+        self.late_since: float | None = None
+        self.on_time_since: float | None = None
+
+    def tick(self, t: float, values: dict[str, float]) -> None:
+        if not self.detectors:
+            return
+        events = []
+        for det in self.detectors:
+            rule = det.rule
+            other = values.get(rule.source) if rule.source else None
+            for event in det.feed(t, values[rule.on], other):
+                event["priority"] = rule.priority
+                event["message"] = rule.describe(event["value"], self.units.get(rule.on, ""),
+                                                 event["event"])
+                events.append(event)
+        if events and self.send is not None:
+            self.send(events)
+
+    def lateness(self, t: float, late: float, now: float) -> None:
+        """The lateness of this tick (s): raise or clear ``realtime_overrun``."""
+        if self.send is None:
+            return
+        ms, limit = round(late * 1000, 3), round(self.tolerance * 1000, 3)
+        if late > self.tolerance:
+            self.on_time_since = None
+            if self.late_since is None:
+                self.late_since = now
+                self.send([{"alarm": OVERRUN, "event": "raised", "t": t, "value": ms,
+                            "limit": limit, "priority": "high", "message": (
+                                f"a tick started {ms:g} ms late, more than realtime.tolerance "
+                                f"= {limit:g} ms: the run falls behind the wall clock "
+                                "(the worker's host is overloaded, or the scenario is too "
+                                "costly for its time.step)")}])
+        elif self.late_since is not None:
+            if self.on_time_since is None:
+                self.on_time_since = now
+            elif now - self.on_time_since >= OVERRUN_CLEAR_S:
+                self.late_since = self.on_time_since = None
+                self.send([{"alarm": OVERRUN, "event": "cleared", "t": t, "value": ms,
+                            "limit": limit, "priority": "high", "message": (
+                                f"the ticks have been within realtime.tolerance = {limit:g} "
+                                f"ms for {OVERRUN_CLEAR_S:g} s")}])
 
 
 def settable_inputs(sc: Scenario) -> list[str]:
@@ -159,6 +222,9 @@ def run_realtime(sc: Scenario, steering: Steering, *,
     applied: dict[str, float] = {}
     c = _Counters()
     lat = LatenessStats()
+    alarms = _Alarms(sc, steering, tolerance)
+    watched = {name for rule in sc.alarms for name in (rule.on, rule.source) if name}
+    watched_rows = [(i, name) for i, name in enumerate(names) if name in watched]
 
     def flush() -> None:
         if not buf_t:
@@ -205,6 +271,7 @@ def run_realtime(sc: Scenario, steering: Steering, *,
                     release = w0 + k * period
             lateness = now - release
             lat.add(lateness)
+            alarms.lateness(start + k * step, lateness, now)
             c.ticks += 1
             if lateness > tolerance:
                 c.late += 1
@@ -223,6 +290,10 @@ def run_realtime(sc: Scenario, steering: Steering, *,
                 break
             march.apply_due()
             march.record_now(rows, buf, len(buf_t))
+            if watched_rows:
+                col = len(buf_t)
+                alarms.tick(t_k, {name: float(units.apply(buf[i, col], convert[i]))
+                                  for i, name in watched_rows})
             buf_t.append(t_k)
             c.rows += 1
             if len(buf_t) == every:

@@ -33,6 +33,7 @@ from scenario_builder import (
     settable_inputs,
 )
 
+from .alarmboard import AlarmBoard
 from .app import app
 from .jobboard import LEASE_RENEW_S, JobBoard
 from .outbox import Outbox
@@ -380,6 +381,7 @@ def realtime(
     client: str = "",
     max_wall_s: float | None = None,
     expires_at: float | None = None,
+    alarms_topic: str | None = None,
 ) -> str:
     """Run a real-time ``scenario`` until its ``time.stop`` or a ``stop`` command.
 
@@ -388,6 +390,8 @@ def realtime(
     ``expires_at``: when its command's ``ttl`` runs out (not started by then: ``expired``);
     ``max_wall_s``: the deployment's ``TWIN_MAX_REALTIME_S`` for an open-ended run, which
     ends ``stopped`` then (the ingress set the task's time limits from it).
+    ``alarms_topic``: the controller's ``{prefix}/{cid}/alarms``, where the run's live
+    alarms go (its rules, and ``realtime_overrun``).
 
     Acknowledged when it starts, and never run again by Celery: re-running would
     replay simulated time the plant has already lived through. If its worker
@@ -408,9 +412,11 @@ def realtime(
     info["inputs"] = settable_inputs(sc)
 
     def compute() -> dict[str, Any]:
+        alarms = None if alarms_topic is None else AlarmBoard(
+            outbox().redis, controller, alarms_topic, max_entries=outbox().max_entries)
         steering = RedisSteering(board=_board(controller), outbox=outbox(),
                                  request_id=request_id, reply_to=reply_to,
-                                 correlation=correlation, info=info)
+                                 correlation=correlation, info=info, alarms=alarms)
         try:
             with realtime_priority() as priority:
                 result = run_realtime(sc, steering, max_wall_s=max_wall_s)

@@ -50,7 +50,7 @@ import redis
 from .replies import encode_json, envelope_parts, timestamp
 
 __all__ = ["Outbox", "Stored", "First", "JobKeys", "outbox_stream", "dead_letter_stream",
-           "request_key", "legacy_keys", "CLIENT_FIELD", "SPEC_FIELD"]
+           "request_key", "legacy_keys", "CLIENT_FIELD", "SPEC_FIELD", "APPEND_FN"]
 
 # KEYS: 1 stream, 2 the request's hash (request_key), 3 data index (list of "sid|id"),
 #       4 dropped counts by request
@@ -60,7 +60,7 @@ __all__ = ["Outbox", "Stored", "First", "JobKeys", "outbox_stream", "dead_letter
 #       14 the guard's value: a token of this handling, so that a retry after a lost
 #          answer finds its own claim (and the logical key its own reply)
 # Logical keys never start with "#", "!", "@" or ">" (the request hash's own fields).
-_APPEND_FN = """
+APPEND_FN = """
 local function append(key, head, tail, is_data)
   if key ~= '' then
     local existing = redis.call('HGET', KEYS[2], key)
@@ -108,12 +108,12 @@ local function append(key, head, tail, is_data)
   return {1, seq}
 end
 """
-_APPEND = _APPEND_FN + "return append(ARGV[6], ARGV[7], ARGV[8], ARGV[9])"
+_APPEND = APPEND_FN + "return append(ARGV[6], ARGV[7], ARGV[8], ARGV[9])"
 # The final reply and the end of its job in one round trip. KEYS 5-7: the job board's
 # running jobs (hash), heartbeats (sorted set) and the job's steering hash; ARGV 10: the
 # prefix of the orchestrators' sorted sets; 11, 12: the head and tail of the reply to
 # store instead if a stop was requested ('': none).
-_FINAL = _APPEND_FN + """
+_FINAL = APPEND_FN + """
 local r
 if ARGV[11] ~= '' and redis.call('HEXISTS', KEYS[7], 'stop') == 1 then
   r = append(ARGV[6], ARGV[11], ARGV[12], '0')
@@ -136,7 +136,7 @@ return r
 # of versions before the one-key layout (legacy_keys: an id used within 24 h before an
 # upgrade stays used, and its seq goes on); ARGV 15: the job's entry ('' none), 16: what
 # is kept of the job to send it again (SPEC_FIELD, '' none)
-_FIRST = _APPEND_FN + """
+_FIRST = APPEND_FN + """
 local legacy = redis.call('EXISTS', KEYS[6]) == 1
 if legacy and redis.call('HEXISTS', KEYS[2], '#') == 0 then
   local next_seq = redis.call('GET', KEYS[7])

@@ -21,6 +21,7 @@ import redis
 from common.retry import Backoff
 from scenario_builder import Poll
 
+from .alarmboard import AlarmBoard
 from .jobboard import JobBoard
 from .outbox import Outbox
 
@@ -33,8 +34,12 @@ class RedisSteering:
     """:class:`scenario_builder.Steering` over Redis for request ``request_id``."""
 
     def __init__(self, *, board: JobBoard, outbox: Outbox, request_id: str, reply_to: str,
-                 correlation: str | None, info: dict[str, Any]) -> None:
+                 correlation: str | None, info: dict[str, Any],
+                 alarms: AlarmBoard | None = None) -> None:
         self.board = board
+        self.alarms = alarms
+        """the controller's live alarms (None: the run sends none)"""
+        self._events: deque[dict[str, Any]] = deque()
         self.outbox = outbox
         self.request_id = request_id
         self.reply_to = reply_to
@@ -83,6 +88,26 @@ class RedisSteering:
             except redis.RedisError:
                 pass  # only what `jobs` shows
 
+    def alarm(self, events: list[dict[str, Any]]) -> None:
+        """The raised and cleared events of this tick: each alarm's state and message,
+        in order (kept in memory, in order, while Redis is away)."""
+        if self.alarms is None:
+            return
+        self._events.extend(events)
+        self._drain_alarms()
+
+    def _drain_alarms(self) -> None:
+        assert self.alarms is not None
+        while self._events:
+            event = self._events[0]
+            try:
+                self.alarms.event(self.request_id, event["alarm"], event["event"], **{
+                    k: v for k, v in event.items() if k not in ("alarm", "event")})
+            except redis.RedisError:
+                self.redis_errors += 1
+                return
+            self._events.popleft()
+
     def _drain(self) -> None:
         while self._pending:
             try:
@@ -100,10 +125,22 @@ class RedisSteering:
         self._beat.join(5.0)  # no heartbeat after the job's end
         deadline = time.monotonic() + timeout
         delays = Backoff(0.1, 5.0)
-        while self._pending and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
             self._drain()
-            if self._pending:
-                time.sleep(delays.next())
+            if self.alarms is not None:
+                self._drain_alarms()
+                if not self._events:
+                    try:  # the run is over: its alarms clear, with a last message each
+                        self.alarms.end_source(self.request_id, "the real-time run ended")
+                        self.alarms = None
+                    except redis.RedisError:
+                        pass
+            if not self._pending and self.alarms is None:
+                break
+            time.sleep(delays.next())
         if self._pending:
             log.error("request %s: %d data replies could not be stored", self.request_id,
                       len(self._pending))
+        if self.alarms is not None:
+            log.error("request %s: its alarms could not be cleared (Redis away)",
+                      self.request_id)

@@ -187,7 +187,7 @@ def test_the_topics_are_those_of_the_protocol(checked: dict[str, Any]) -> None:
     addresses = {c["address"]: c for c in checked["channels"].values()}
     assert set(addresses) == {
         "{prefix}/{cid}/cmd", "{prefix}/group/{gid}/cmd", "{prefix}/{cid}/reply/{id}",
-        "{prefix}/{cid}/errors", "{prefix}/{cid}/status"}
+        "{prefix}/{cid}/errors", "{prefix}/{cid}/status", "{prefix}/{cid}/alarms"}
     for address, channel in addresses.items():
         assert set(channel["parameters"]) == set(re.findall(r"\{(\w+)\}", address)), address
     replies = addresses["{prefix}/{cid}/reply/{id}"]["messages"]
@@ -306,6 +306,22 @@ def _samples(tmp_path: Path) -> list[dict[str, Any]]:
     add("replies", "data", "sweep data", _reply("w-1", "data", {
         "chunk": 0, "progress": {"done": 1, "total": 15}, "columns": ["case", "a", "b"],
         "rows": [[0, 1.0, None]], "failed": {"0": {"code": "runtime_error", "message": "x"}}}, 1))
+    from tests.test_alarms import fill_and_drain
+
+    add("replies", "result", "dynamic run with alarms", _reply("a-1", "result", run_scenario(
+        fill_and_drain(10.0, [{"name": "hi", "on": "tank.level", "high": 1.8}])), 1))
+    import redis
+
+    from tasks.alarmboard import AlarmBoard
+    head, tail = AlarmBoard(redis.Redis(), "c1", "twin/c1/alarms")._parts({
+        "source": "rt-1", "alarm": "hi", "event": "raised", "state": "unack_active",
+        "priority": "high", "value": 1.81, "limit": 1.8, "t": 3.5, "message": "x"})
+    add("alarms", "alarm", "alarm message", json.loads(head + "0" + tail))
+    add("replies", "result", "alarms", _reply("l-1", "result", {"status": "ok", "alarms": [
+        {"source": "rt-1", "alarm": "hi", "state": "unack_active", "priority": "high",
+         "value": 1.81, "limit": 1.8, "since": 1.7e9, "message": "x"}]}))
+    add("replies", "result", "ack_alarm", _reply("k-1", "result", {
+        "status": "ok", "alarm": "hi", "source": "rt-1", "state": "ack_active"}, 1))
     for name, fields in _sweep_results(library).items():
         add("replies", "result", name, _reply("w-1", "result", fields, 16))
     add("replies", "pong", "pong", _reply("p-1", "pong", {}))

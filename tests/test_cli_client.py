@@ -22,6 +22,7 @@ class FakeConnection:
 
     def __init__(self, *, on_message: Any, **kwargs: Any) -> None:
         self.on_message = on_message
+        self.topics = [topic for topic, _ in kwargs.get("subscriptions", [])]
         self.client = SimpleNamespace(on_subscribe=None)
         self.stopped = threading.Event()
 
@@ -39,7 +40,8 @@ class FakeConnection:
                 if self.stopped.wait(delay):
                     return
                 body = {"id": rid, "seq": seq, **reply}
-                self.on_message(SimpleNamespace(payload=json.dumps(body).encode()))
+                self.on_message(SimpleNamespace(topic=self.topics[0],  # the reply topic
+                                                payload=json.dumps(body).encode()))
 
         threading.Thread(target=deliver, daemon=True).start()
 

@@ -8,6 +8,7 @@
                                                its table; --plot-x/--plot-y choose the plot)
     twinctl describe                      the controller's model library as tables
     twinctl status                        the controllers online/offline, their queues
+    twinctl alarms                        the controller's live alarms (--json)
     twinctl demo                          start the stack, run a scenario, stop
 
 Settings come from ``TWIN_*`` environment variables (see :mod:`common.settings`);
@@ -181,6 +182,9 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         display.print_reply(reply, out, series=series, units=shown, err=err)
 
     def on_reply(reply: dict[str, Any]) -> None:
+        if reply.get("type") == "alarm" and progress is not None and not args.json:
+            progress.progress.console.print(display.alarm_line(reply))  # live, above the bar
+            return
         seen.append(reply)
         if progress is not None:
             progress.update(reply)  # the replies are printed when the bar is done
@@ -347,6 +351,38 @@ def cmd_describe(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_alarms(args: argparse.Namespace, settings: Settings) -> int:
+    """The controller's live alarms (``alarms``) as a table; exits 0 (none is not an
+    error), 1 on an error reply, 2 without a reply."""
+    from ingress.mqttconn import MqttError
+
+    from . import display
+    from .client import send_command
+
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        exchange = send_command(settings, {"cmd": "alarms"}, timeout=args.timeout)
+    except MqttError as exc:
+        print(f"twinctl alarms: {exc}", file=sys.stderr)
+        return 2
+    final = exchange.final
+    if final is None:
+        print(f"twinctl alarms: no reply from {settings.controller_id} within "
+              f"{args.timeout:g} s", file=sys.stderr)
+        return 2
+    if final.get("type") == "error":
+        print(display.error_line(final), file=sys.stderr)
+        return 1
+    alarms = final.get("alarms") or []
+    if args.json:
+        print(json.dumps(alarms), flush=True)
+    elif alarms:
+        display.make_console().print(display.alarms_table(alarms))
+    else:
+        print(f"no live alarm on {settings.controller_id}", file=sys.stderr)
+    return 0
+
+
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     """The retained status of every controller under the prefix: online or offline,
     queue depths, outbox size. Exits 1 when none has published one."""
@@ -478,6 +514,11 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true",
                         help="print {controller: status} as one JSON object")
     status.set_defaults(func=cmd_status)
+
+    alarms = sub.add_parser("alarms", help="the controller's live alarms as a table")
+    alarms.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (30)")
+    alarms.add_argument("--json", action="store_true", help="print the alarms as JSON")
+    alarms.set_defaults(func=cmd_alarms)
 
     docs = sub.add_parser("docs", help="write the model and function library reference and "
                                        "the README's settings table")

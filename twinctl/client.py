@@ -38,6 +38,8 @@ class Exchange:
     command: dict[str, Any]
     replies: list[dict[str, Any]] = field(default_factory=list)
     timed_out: bool = False
+    alarms: list[dict[str, Any]] = field(default_factory=list)
+    """the live alarm messages of its job (``source`` its id), in arrival order"""
 
     @property
     def final(self) -> dict[str, Any] | None:
@@ -54,7 +56,8 @@ def send_command(
     """Publish ``command`` (an ``id`` is added if missing) and wait for its final reply.
 
     ``timeout`` is the longest wait for the next reply (each reply restarts it);
-    ``on_reply`` is called (in the MQTT thread) for each new reply, in arrival order.
+    ``on_reply`` is called (in the MQTT thread) for each new reply, in arrival order,
+    and for each live alarm message of the job (``type`` ``alarm``; a real-time run's).
     """
     command = dict(command)
     command.setdefault("id", f"cli-{uuid.uuid4().hex[:12]}")
@@ -65,10 +68,22 @@ def send_command(
     lock = threading.Lock()
     last_reply = [time.monotonic()]
 
+    alarms_seen: set[int] = set()
+
     def on_message(msg: mqtt.MQTTMessage) -> None:
         try:
             reply = json.loads(msg.payload)
         except ValueError:
+            return
+        if msg.topic == settings.alarms_topic:
+            with lock:
+                if not isinstance(reply, dict) or reply.get("source") != rid \
+                        or reply.get("seq") in alarms_seen:
+                    return
+                alarms_seen.add(reply.get("seq"))  # type: ignore[arg-type]
+                exchange.alarms.append(reply)
+                if on_reply is not None:
+                    on_reply(reply)
             return
         with lock:
             last_reply[0] = time.monotonic()
@@ -82,7 +97,10 @@ def send_command(
             if reply.get("type") in FINAL_TYPES:
                 done.set()
 
-    conn, subscribed = _listen(settings, "twinctl-cli", settings.reply_topic(rid), on_message)
+    topics = [settings.reply_topic(rid)]
+    if command.get("cmd") == "run":
+        topics.append(settings.alarms_topic)
+    conn, subscribed = _listen(settings, "twinctl-cli", topics, on_message)
     try:
         if not conn.wait_connected(min(timeout, 10.0)) or not subscribed.wait(5.0):
             exchange.timed_out = True
@@ -114,18 +132,20 @@ def signed_for(settings: Settings, command: dict[str, Any]) -> str | bytes:
     return sign_command(secret, command, topic=settings.cmd_topic, key=key)
 
 
-def _listen(settings: Settings, name: str, topic: str,
+def _listen(settings: Settings, name: str, topics: str | list[str],
             on_message: Callable[[mqtt.MQTTMessage], None]) -> tuple[MqttConnection,
                                                                     threading.Event]:
-    """A started, non-persistent connection subscribed to ``topic``, and the event
+    """A started, non-persistent connection subscribed to ``topics``, and the event
     set when the broker has confirmed the subscription."""
+    wanted = [topics] if isinstance(topics, str) else topics
     protocol = settings.mqtt_protocol
     if protocol == "auto":
         protocol = negotiate_protocol(settings.mqtt)
     subscribed = threading.Event()
     conn = MqttConnection(
         endpoint=settings.mqtt, client_id=f"{name}-{uuid.uuid4().hex[:8]}",
-        protocol=protocol, persistent=False, subscriptions=[(topic, 1)], on_message=on_message,
+        protocol=protocol, persistent=False, subscriptions=[(t, 1) for t in wanted],
+        on_message=on_message,
     )
     conn.client.on_subscribe = lambda *a: subscribed.set()
     conn.start()

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import sys
+from datetime import datetime
 from types import TracebackType
 from typing import IO, Any
 
@@ -39,7 +40,7 @@ from .runs import Series, Span, as_floats, as_number, csv_cell
 
 __all__ = [
     "RunProgress", "SweepProgress", "error_line", "make_console", "print_description",
-    "print_reply", "status_table", "SHOWN_ROWS",
+    "print_reply", "status_table", "SHOWN_ROWS", "alarm_line", "alarms_table",
 ]
 
 SHOWN_ROWS = 20
@@ -227,6 +228,9 @@ def print_reply(reply: dict[str, Any], console: Console, *, series: Series | Non
         queue = f": queued on {reply['queue']}" if reply.get("queue") else ""
         console.print(Text(f"ack {reply.get('id')}{queue}"))
         return
+    if kind == "alarm":
+        console.print(Text(alarm_line(reply)), soft_wrap=True)
+        return
     if kind == "data" and isinstance(reply.get("progress"), dict):
         rows = _list(reply.get("rows"))
         progress = reply["progress"]
@@ -251,6 +255,8 @@ def print_reply(reply: dict[str, Any], console: Console, *, series: Series | Non
                      f"{_fmt(as_number(series.t[-1]))} s")
         console.print(Text(head))
         console.print(_summary_table(series, units or {}))
+        for event in _list(reply.get("alarms")):
+            console.print(Text(alarm_line(event)), soft_wrap=True)
         for key in ("post", "stats"):
             if isinstance(reply.get(key), dict) and reply[key]:
                 items = ", ".join(f"{k} = {_short(v, 60)}" for k, v in reply[key].items())
@@ -260,6 +266,33 @@ def print_reply(reply: dict[str, Any], console: Console, *, series: Series | Non
                           soft_wrap=True)
         return
     console.print(Text(json.dumps(reply, indent=2)), soft_wrap=True)
+
+
+def alarm_line(event: dict[str, Any]) -> str:
+    """``alarm <name> <event> at t = … s [<state>, <priority>]: <message>`` on one line
+    (a live alarm message, or an event of a run's result)."""
+    at = f" at t = {_fmt(as_number(event.get('t')))} s" if as_number(event.get("t")) is not None \
+        else ""
+    tags = ", ".join(str(event[k]) for k in ("state", "priority") if event.get(k))
+    text = f"alarm {event.get('alarm')} {event.get('event')}{at}"
+    text += f" [{tags}]" if tags else ""
+    return text + (f": {event['message']}" if event.get("message") else "")
+
+
+def alarms_table(alarms: list[dict[str, Any]]) -> Table:
+    """The live alarms (the ``alarms`` command's result) as a table."""
+    table = Table(show_edge=False, pad_edge=False)
+    for head in ("source", "alarm", "state", "priority", "value", "limit", "since", "message"):
+        table.add_column(head, justify="right" if head in ("value", "limit") else "left")
+    for a in alarms:
+        since = as_number(a.get("since"))
+        shown = "" if since is None else datetime.fromtimestamp(since).strftime("%H:%M:%S")
+        table.add_row(*(Text(str(v)) for v in (
+            a.get("source", ""), a.get("alarm", ""), a.get("state", ""), a.get("priority", ""),
+            "" if a.get("value") is None else _short(a["value"], 16),
+            "" if a.get("limit") is None else _short(a["limit"], 16), shown,
+            a.get("message", ""))))
+    return table
 
 
 def _dict(value: Any) -> dict[str, Any]:

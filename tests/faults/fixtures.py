@@ -39,14 +39,16 @@ def proxies() -> Iterator[Callable[[RedisProcess], HoldingProxy]]:
 
 @pytest.fixture()
 def orchestrators() -> Iterator[Callable[..., Orchestrator]]:
-    """``make(broker, prefix, cid, status=True)``: an orchestrator with a persistent
-    session on ``broker``, subscribed to the replies of controller ``cid`` (``+``: of
-    every controller, for a group) and, with ``status``, to its status."""
+    """``make(broker, prefix, cid, status=True, alarms=False)``: an orchestrator with a
+    persistent session on ``broker``, subscribed to the replies of controller ``cid``
+    (``+``: of every controller, for a group) and, with ``status``, to its status, with
+    ``alarms`` to its alarms."""
     made: list[Orchestrator] = []
 
     def make(broker: MosquittoProcess, prefix: str, cid: str, *,
-             status: bool = True) -> Orchestrator:
-        topics = [f"{prefix}/{cid}/reply/#", *([f"{prefix}/{cid}/status"] if status else [])]
+             status: bool = True, alarms: bool = False) -> Orchestrator:
+        topics = [f"{prefix}/{cid}/reply/#", *([f"{prefix}/{cid}/status"] if status else []),
+                  *([f"{prefix}/{cid}/alarms"] if alarms else [])]
         o = Orchestrator(HOST, broker.port, prefix, cid, topics=topics, session_expiry=600,
                          name="orch")
         made.append(o)
