@@ -247,6 +247,9 @@ class Model:
     #: the model has no discrete states: the engine then evaluates all elements of
     #: the class in one call.
     vectorized: ClassVar[bool] = False
+    #: where the model comes from (``describe``): ``builtin``, ``plugin:<distribution>``
+    #: or ``fmu:<file name>``
+    source: ClassVar[str] = "builtin"
     _schema: ClassVar[Schema | None] = None
 
     def __init__(self, params: Mapping[str, Any] | None = None, *, path: str = "params") -> None:
@@ -301,6 +304,7 @@ class Model:
             "outputs": [v.describe() for v in cls.outputs],
             "states": [v.describe() for v in cls.states],
             "discrete_states": [v.describe() for v in cls.discrete],
+            "source": cls.source,
         }
 
     # ----- parameters -----------------------------------------------------
