@@ -4,6 +4,7 @@ policies, and agreement with dynamic mode."""
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import numpy as np
@@ -202,3 +203,43 @@ def test_lateness_percentiles_from_the_histogram() -> None:
     assert stats.max == pytest.approx(0.030)
     hist = stats.histogram()
     assert hist["counts"] == {"0": 98, "10": 1, "300": 1}
+
+
+class AlarmRecorder(Recorder):
+    """A steering that also takes the loop's alarm events."""
+
+    def __init__(self, clock: Clock, script: dict[int, Any] | None = None) -> None:
+        super().__init__(clock, script)
+        self.events: list[dict[str, Any]] = []
+
+    def alarm(self, events: list[dict[str, Any]]) -> None:
+        self.events.extend(events)
+
+
+def test_a_rule_on_a_realtime_output_raises_at_the_crossing_between_ticks() -> None:
+    sc = check_scenario({
+        "mode": "realtime",
+        "elements": {"lag": {"model": "FirstOrderLag",
+                             "params": {"gain": GAIN, "time_constant": TAU}}},
+        "inputs": {"lag.u": 1.0}, "outputs": ["lag.y"],
+        "time": {"start": 0, "stop": 2.0, "step": 0.1}, "realtime": {"publish_every": 5},
+        "alarms": [{"name": "y-high", "on": "lag.y", "high": GAIN * 0.5}]})
+    clock = Clock()
+    rec = AlarmRecorder(clock, {12: {"lag.u": 0.0}})  # the input drops at t = 1.2 s
+    run_realtime(sc, rec, clock=clock, sleep=clock.sleep)
+    assert [e["event"] for e in rec.events] == ["raised", "cleared"]
+    crossing = -TAU * math.log(0.5)  # y = GAIN (1 - exp(-t / TAU)) reaches GAIN / 2
+    assert rec.events[0]["t"] == pytest.approx(crossing, abs=0.01)  # between ticks
+    assert rec.events[0]["message"].startswith("lag.y")
+
+
+def test_a_tick_later_than_the_tolerance_raises_realtime_overrun_and_time_on_time_clears_it(
+) -> None:
+    clock = Clock()
+    rec = AlarmRecorder(clock, {5: 0.35})  # tick 5 takes 0.35 s: ticks 6-8 start late
+    run_realtime(lag(stop=3.0, tolerance=0.05), rec, clock=clock, sleep=clock.sleep)
+    overrun = [e for e in rec.events if e["alarm"] == "realtime_overrun"]
+    assert [e["event"] for e in overrun] == ["raised", "cleared"]
+    assert overrun[0]["t"] == pytest.approx(0.6) and overrun[0]["value"] > 50
+    assert overrun[0]["limit"] == 50 and "realtime.tolerance" in overrun[0]["message"]
+    assert overrun[1]["t"] - overrun[0]["t"] >= 1.0  # a second of ticks on time
