@@ -183,3 +183,25 @@ def test_status_of_a_prefix_without_controllers_exits_1(people: Stack) -> None:
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 1
     assert "no controller status on nobody-here/+/status" in out.stderr
+
+
+def test_alarms_of_a_run_are_printed_and_twinctl_alarms_lists_the_live_ones(
+        people: Stack, tmp_path: Path) -> None:
+    cmd = draining(60)
+    cmd["args"]["initial_level"] = 2.0
+    from scenario_builder import expand_template
+
+    scenario = expand_template("tank_draining", cmd.pop("args"))
+    del cmd["template"]
+    scenario["alarms"] = [{"name": "T1-low", "on": "tank.level", "low": 1.9,
+                           "priority": "high"}]
+    out = twinctl(people, "send", "-", stdin=json.dumps({**cmd, "scenario": scenario}))
+    assert out.returncode == 0, out.stderr
+    assert "alarm T1-low raised at t = " in out.stdout and "[high]" in out.stdout
+    assert "tank.level 1.9 m below 1.9 m" in out.stdout
+    listed = twinctl(people, "alarms", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert isinstance(json.loads(listed.stdout), list)
+    none = twinctl(people, "alarms")
+    assert none.returncode == 0
+    assert "no live alarm" in none.stderr or "source" in none.stdout

@@ -323,8 +323,9 @@ def _write_series(args: argparse.Namespace, series: Any, command: dict[str, Any]
     return 0
 
 
-def cmd_describe(args: argparse.Namespace, settings: Settings) -> int:
-    """Ask the controller to ``describe`` itself; print its libraries as tables."""
+def _ask(settings: Settings, cmd: str, timeout: float) -> dict[str, Any] | int:
+    """Send the command ``cmd`` (no fields) and return its final reply, or the exit code
+    after saying why there is none (2: no broker or no reply; 1: an error reply)."""
     from ingress.mqttconn import MqttError
 
     from . import display
@@ -332,18 +333,28 @@ def cmd_describe(args: argparse.Namespace, settings: Settings) -> int:
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
-        exchange = send_command(settings, {"cmd": "describe"}, timeout=args.timeout)
+        exchange = send_command(settings, {"cmd": cmd}, timeout=timeout)
     except MqttError as exc:
-        print(f"twinctl describe: {exc}", file=sys.stderr)
+        print(f"twinctl {cmd}: {exc}", file=sys.stderr)
         return 2
     final = exchange.final
     if final is None:
-        print(f"twinctl describe: no reply from {settings.controller_id} within "
-              f"{args.timeout:g} s", file=sys.stderr)
+        print(f"twinctl {cmd}: no reply from {settings.controller_id} within {timeout:g} s",
+              file=sys.stderr)
         return 2
     if final.get("type") == "error":
         print(display.error_line(final), file=sys.stderr)
         return 1
+    return final
+
+
+def cmd_describe(args: argparse.Namespace, settings: Settings) -> int:
+    """Ask the controller to ``describe`` itself; print its libraries as tables."""
+    from . import display
+
+    final = _ask(settings, "describe", args.timeout)
+    if isinstance(final, int):
+        return final
     if args.json:
         print(json.dumps(final), flush=True)
     else:
@@ -354,25 +365,11 @@ def cmd_describe(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_alarms(args: argparse.Namespace, settings: Settings) -> int:
     """The controller's live alarms (``alarms``) as a table; exits 0 (none is not an
     error), 1 on an error reply, 2 without a reply."""
-    from ingress.mqttconn import MqttError
-
     from . import display
-    from .client import send_command
 
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    try:
-        exchange = send_command(settings, {"cmd": "alarms"}, timeout=args.timeout)
-    except MqttError as exc:
-        print(f"twinctl alarms: {exc}", file=sys.stderr)
-        return 2
-    final = exchange.final
-    if final is None:
-        print(f"twinctl alarms: no reply from {settings.controller_id} within "
-              f"{args.timeout:g} s", file=sys.stderr)
-        return 2
-    if final.get("type") == "error":
-        print(display.error_line(final), file=sys.stderr)
-        return 1
+    final = _ask(settings, "alarms", args.timeout)
+    if isinstance(final, int):
+        return final
     alarms = final.get("alarms") or []
     if args.json:
         print(json.dumps(alarms), flush=True)
