@@ -18,7 +18,14 @@ import pytest
 from tests.conftest import new_id
 from tests.faults.fixtures import orchestrators as orchestrators
 from tests.faults.fixtures import servers as servers
-from tests.faults.harness import BugSymptom, Servers, assert_gapless, controller, wait_worker
+from tests.faults.harness import (
+    BugSymptom,
+    Servers,
+    assert_gapless,
+    busy_child,
+    controller,
+    wait_worker,
+)
 from tests.orchestrator import Orchestrator
 from tests.test_e2e_sweep import draining, torricelli
 
@@ -40,7 +47,7 @@ def test_a_worker_killed_mid_sweep_loses_no_row_and_doubles_none(
     try:
         ctl.online()
         workers = [parts.worker(name=name) for name in ("w1", "w2")]
-        wait_worker(redis.url, 30)
+        wait_worker(redis.url, 30, count=2)  # both up: each takes chunks
         rid = new_id("sweep")
         scenario = draining(stop=600, step=60)
         scenario["elements"]["tank"]["params"]["outlet_area"] = 0.001
@@ -51,6 +58,7 @@ def test_a_worker_killed_mid_sweep_loses_no_row_and_doubles_none(
         orch.wait(lambda: orch.has(rid, "data"), 60, f"the first rows of {rid}")
         chunks = orch.replies(rid)[0]["chunks"]
         assert chunks >= 8
+        busy_child(workers[0].pid)  # w1 is running a chunk (it holds its message)
         os.killpg(workers[0].pid, signal.SIGKILL)  # w1 and its pool, at once
         killed = time.monotonic()
         try:

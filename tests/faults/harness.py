@@ -180,15 +180,16 @@ def respawn_ingress(stack: Stack) -> subprocess.Popen[bytes]:
     return proc
 
 
-def wait_worker(redis_url: str, timeout: float = 60.0) -> None:
-    """Until a Celery worker answers ping on this broker."""
+def wait_worker(redis_url: str, timeout: float = 60.0, count: int = 1) -> None:
+    """Until ``count`` Celery workers answer ping on this broker."""
     from celery import Celery
 
     app = Celery(broker=redis_url)
     deadline = time.monotonic() + timeout
     try:
-        while not app.control.ping(timeout=0.5):
-            assert time.monotonic() < deadline, f"no Celery worker answered within {timeout} s"
+        while len(app.control.ping(timeout=0.5) or []) < count:
+            assert time.monotonic() < deadline, \
+                f"fewer than {count} Celery worker(s) answered within {timeout} s"
     finally:
         app.close()
 
