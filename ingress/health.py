@@ -8,7 +8,7 @@ alarm                     raised when                          within
                           reach ``TWIN_MAX_QUEUED``            cleared below 90 %
 ``outbox_filling``        the outbox holds 80 % of             0.5 s; cleared below 70 %
                           ``TWIN_OUTBOX_MAX``
-``no_worker``             jobs wait on a queue that no live    10 s (two looks 5 s apart,
+``no_worker``             jobs wait on a queue that no live    12 s (two looks 5 s apart,
                           worker consumes                      Celery's ``active_queues``);
                                                                cleared at the next look
 ``redis_unreachable``     Redis did not answer for 1 s or      0.5 s after it is back: raised
