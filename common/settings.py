@@ -41,6 +41,7 @@ from .errors import SettingsError
 from .variables import (
     File,
     Folder,
+    Folders,
     Names,
     Setting,
     choice,
@@ -150,6 +151,12 @@ TABLE: tuple[Setting, ...] = (
        "seconds of wall-clock time one real-time run may last: a longer `time.stop` is "
        "refused (`limit_exceeded`), an open-ended run is stopped then (`status` `stopped`); "
        "0: no cap", attr="max_realtime_s"),
+    _S("TWIN_MODEL_PATH", Folders(), (),
+       "folders of `.py` files defining the operator's own models (docs/authoring.md), "
+       "loaded by the ingress and every worker", "none", attr="model_path"),
+    _S("TWIN_PLUGINS", Names(metadata={"kind": "distribution"}), None,
+       "the installed distributions whose `twinctl.models` / `twinctl.functions` entry "
+       "points are loaded, comma-separated", "all installed", attr="plugins"),
     _S("TWIN_MAX_CASES", whole(1, 10_000_000, 10_000), 10_000,
        "cases of one sweep (`limit_exceeded`, before any is run)", attr="max_cases"),
     _S("TWIN_MAX_SERIES", whole(1, 10**9, 1_000_000), 1_000_000,
@@ -223,6 +230,8 @@ class Settings:
     max_realtime_s: int
     max_series: int
     max_cases: int
+    model_path: tuple[Path, ...]
+    plugins: tuple[str, ...] | None
     max_jobs_per_client: int
     signature_max_age: int
     admin_clients: tuple[str, ...] | None

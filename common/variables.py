@@ -88,6 +88,20 @@ class Folder(mf.Field):
         return str(value)
 
 
+class Folders(mf.Field):
+    """Folders that exist, separated by ``:`` (``os.pathsep``)."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kw: Any) -> tuple[Path, ...]:
+        paths = tuple(Path(p).expanduser() for p in str(value).split(os.pathsep) if p.strip())
+        for path in paths:
+            if not path.is_dir():
+                raise ValidationError(f"{path} is not a folder")
+        return paths
+
+    def _serialize(self, value: Any, attr: Any, obj: Any, **kw: Any) -> str:
+        return os.pathsep.join(str(p) for p in value)
+
+
 def text() -> mf.Field:
     return mf.String()
 

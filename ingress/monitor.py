@@ -20,6 +20,7 @@ import redis
 from common import __version__
 from common.settings import Settings
 from instances import InstanceLibrary
+from modellib.plugins import Loaded, model_set_digest
 from tasks import queues
 from tasks.alarmboard import AlarmBoard
 from tasks.jobboard import JobBoard
@@ -46,7 +47,8 @@ def restarts_key(controller: str) -> str:
 def status_message(settings: Settings, state: str, *, protocol: str = "",
                    policy: Policy | None = None, library: InstanceLibrary | None = None,
                    depths: dict[str, int] | None = None,
-                   restarts: dict[str, int] | None = None) -> str:
+                   restarts: dict[str, int] | None = None,
+                   plugins: Loaded | None = None) -> str:
     """The retained status: ``online`` with this controller's capabilities, or the
     ``offline`` of the last will and of a clean stop."""
     fields: dict[str, Any] = {"state": state, "controller": settings.controller_id,
@@ -63,6 +65,8 @@ def status_message(settings: Settings, state: str, *, protocol: str = "",
             outbox=depths.get("outbox", 0),
             dead_letters=depths.get("dead_letters", 0),
             restarts=dict(restarts or {}),
+            models_digest=model_set_digest(),
+            skipped=plugins.describe() if plugins is not None else [],
         )
     return encode_json(fields)
 

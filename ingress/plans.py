@@ -21,6 +21,7 @@ from instances import Instance, InstanceLibrary
 from modellib import describe_models
 from modellib.errors import CodedError
 from modellib.functions import check_call, describe_functions
+from modellib.plugins import load_plugins, model_set_digest
 from scenario_builder import check_scenario, describe_templates, expand_template, settable_inputs
 from scenario_builder.graph import Scenario
 from scenario_builder.sweeps import parse_sweep
@@ -141,11 +142,14 @@ class Planner:
         return Plan("ack", {}, "ack", lambda: alarms.change(command, event))
 
     def describe(self) -> dict[str, Any]:
-        """The libraries, as far as the deployment policy allows them."""
-        return self.policy.describe(
+        """The libraries, as far as the deployment policy allows them, and what of the
+        operator's plugins was skipped (``skipped``: where, why)."""
+        s = self.settings
+        skipped = load_plugins(model_path=s.model_path, allow=s.plugins).describe()
+        return {**self.policy.describe(
             {"models": describe_models(), "functions": describe_functions(),
              "instances": self.library.describe(), "templates": describe_templates()},
-            templates())
+            templates()), "skipped": skipped}
 
     # ----- jobs ------------------------------------------------------------------------
     def _route(self, command: Command) -> tuple[str, str | None]:
@@ -170,7 +174,8 @@ class Planner:
         return Job(call_task, queues.SHORT,
                    (command.id, self.settings.controller_id, reply_to, name, args),
                    {"correlation": correlation, "summary": f"call: {name}",
-                    "client": command.client, **self._expiry(command)}, {})
+                    "client": command.client, "models_digest": model_set_digest(),
+                    **self._expiry(command)}, {})
 
     def _run(self, command: Command) -> Job | SweepJob:
         """Check a ``run`` against the libraries, the policy and the limits."""
@@ -193,7 +198,8 @@ class Planner:
         reply_to, correlation = self._route(command)
         args = (command.id, s.controller_id, reply_to, checked.to_data())
         kwargs: dict[str, Any] = {"correlation": correlation, "summary": summary,
-                                  "client": command.client, **self._expiry(command)}
+                                  "client": command.client, "models_digest": model_set_digest(),
+                                  **self._expiry(command)}
         if "sweep" in body:
             return self._sweep(body["sweep"], checked, args, kwargs)
         if checked.mode == "realtime":

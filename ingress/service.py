@@ -38,6 +38,7 @@ from common.retry import Backoff
 from common.settings import Settings
 from instances import SHIPPED_INSTANCES, InstanceLibrary
 from modellib import units
+from modellib.plugins import load_plugins
 from tasks.alarmboard import AlarmBoard
 from tasks.jobboard import JobBoard
 from tasks.outbox import Outbox
@@ -67,6 +68,10 @@ class Ingress:
 
     def __init__(self, settings: Settings, *, protocol: str | None = None) -> None:
         self.settings = settings
+        # the operator's models first: the policy and every check know them
+        self.plugins = load_plugins(model_path=settings.model_path, allow=settings.plugins)
+        for skipped in self.plugins.skipped:
+            log.error("plugin skipped: %s: %s", skipped.where, skipped.why)
         self.cid = settings.controller_id
         self.redis = redis.Redis.from_url(settings.redis_url, health_check_interval=30,
                                           **settings.redis_options)
@@ -184,6 +189,7 @@ class Ingress:
 
     def _status(self, state: str) -> str:
         return status_message(self.settings, state, protocol=self.protocol, policy=self.policy,
+                              plugins=self.plugins,
                               library=self.library, depths=self.admission.depths,
                               restarts=self.monitor.restarts)
 

@@ -8,7 +8,16 @@ from typing import Any, Generic, TypeVar
 from .base import Model
 from .errors import ModelLibError, UnknownModel
 
-__all__ = ["Registry", "register", "get_model", "model_names", "describe_models"]
+__all__ = ["Registry", "NameTaken", "register", "get_model", "model_names", "describe_models"]
+
+
+class NameTaken(ValueError):
+    """A second class registered under a name already taken (by ``taken``)."""
+
+    def __init__(self, name: str, taken: Any) -> None:
+        super().__init__(f"two entries are named {name!r}")
+        self.name = name
+        self.taken = taken
 
 
 T = TypeVar("T", bound=type[Any])
@@ -25,9 +34,17 @@ class Registry(Generic[T]):
     def register(self, cls: T) -> T:
         """Class decorator: add ``cls`` under ``cls.name``."""
         if cls.name in self._items and self._items[cls.name] is not cls:
-            raise ValueError(f"two entries are named {cls.name!r}")
+            raise NameTaken(cls.name, self._items[cls.name])
         self._items[cls.name] = cls
         return cls
+
+    def unregister(self, name: str) -> None:
+        """Remove the entry ``name`` (a plugin's that failed its checks)."""
+        self._items.pop(name, None)
+
+    def items(self) -> dict[str, T]:
+        """A copy of the entries, by name."""
+        return dict(self._items)
 
     def get(self, name: object, *, path: str | None = None) -> T:
         if isinstance(name, str) and name in self._items:

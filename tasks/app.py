@@ -79,7 +79,26 @@ def _read_units(**_: Any) -> None:
 
 
 signals.worker_init.connect(_watch_supervisor, weak=False)
+def _load_plugins(**_: Any) -> None:
+    """The operator's models (TWIN_MODEL_PATH, entry points of TWIN_PLUGINS) loaded in
+    the worker's main process, before it forks its pool: every job runs on them."""
+    from common.settings import load_settings
+    from modellib.plugins import load_plugins, model_set_digest
+
+    s = load_settings()
+    loaded = load_plugins(model_path=s.model_path, allow=s.plugins)
+    log = logging.getLogger("twinctl.worker")
+    for skipped in loaded.skipped:
+        log.error("plugin skipped: %s: %s", skipped.where, skipped.why)
+    if loaded.models or loaded.functions:
+        log.warning("plugins loaded: %s (model set %s)",
+                    ", ".join(f"{n} ({src})" for n, src in {**loaded.models,
+                                                             **loaded.functions}.items()),
+                    model_set_digest())
+
+
 signals.worker_init.connect(_read_units, weak=False)
+signals.worker_init.connect(_load_plugins, weak=False)
 signals.after_setup_logger.connect(_json_logs, weak=False)
 signals.after_setup_task_logger.connect(_json_logs, weak=False)
 

@@ -25,6 +25,7 @@ from common.retry import retry
 from common.settings import load_settings
 from modellib.errors import CodedError, Expired
 from modellib.functions import call_function
+from modellib.plugins import model_set_digest
 from scenario_builder import (
     RunStopped,
     check_scenario,
@@ -83,6 +84,7 @@ def _board(controller: str) -> JobBoard:
 def _answer(
     compute: Callable[[], dict[str, Any]], *, request_id: str, controller: str, reply_to: str,
     correlation: str | None, info: dict[str, Any], expires_at: float | None = None,
+    models_digest: str | None = None,
 ) -> str:
     """Register the job, run ``compute`` and store its result, or the error it raised,
     as the final reply. A job stopped before it started is not run.
@@ -93,7 +95,7 @@ def _answer(
     ``stopped`` (checked in the same Lua call): a round trip less on the hot path."""
     board = _board(controller)
     short = info.get("queue") == SHORT
-    late = _late(expires_at)
+    late = _late(expires_at) or other_models(models_digest)
     held = not short and late is None  # marked running (and leased, unless real-time)
     stopped_early = _persist(lambda: board.begin(request_id, info)) if held else False
     started = time.perf_counter()
@@ -162,6 +164,18 @@ class _Lease:
 
     def close(self) -> None:
         self._done.set()
+
+
+def other_models(models_digest: str | None) -> CodedError | None:
+    """The error of a job checked by an ingress whose model set differs from this
+    worker's (other plugins, or another version): it is not run on other models."""
+    if models_digest is None or models_digest == model_set_digest():
+        return None
+    return CodedError(
+        f"this worker's model library (model set {model_set_digest()}) differs from the one "
+        f"the ingress checked the job against ({models_digest}): the two were started with "
+        "different TWIN_MODEL_PATH, TWIN_PLUGINS or versions, so the job was not run on "
+        "other models; the controller's operator must start them alike")
 
 
 def _late(expires_at: float | None) -> Expired | None:
@@ -315,6 +329,7 @@ def run(
     max_rows: int = 10_000,
     client: str = "",
     expires_at: float | None = None,
+    models_digest: str | None = None,
 ) -> str:
     """Run ``scenario`` for request ``request_id`` of ``controller``; reply via the outbox.
 
@@ -328,7 +343,7 @@ def run(
                            controller=controller, reply_to=reply_to, correlation=correlation)
 
     return _answer(compute, request_id=request_id, controller=controller, reply_to=reply_to,
-                   correlation=correlation, expires_at=expires_at,
+                   correlation=correlation, expires_at=expires_at, models_digest=models_digest,
                    info=_info(self, RUN, summary, reply_to, correlation, client))
 
 
@@ -344,6 +359,7 @@ def call(
     summary: str = "",
     client: str = "",
     expires_at: float | None = None,
+    models_digest: str | None = None,
 ) -> str:
     """Run one function of the function library on ``args``; reply via the outbox.
 
@@ -351,7 +367,7 @@ def call(
     return _answer(lambda: {"status": "ok", "function": function,
                             "value": call_function(function, args)},
                    request_id=request_id, controller=controller, reply_to=reply_to,
-                   correlation=correlation, expires_at=expires_at,
+                   correlation=correlation, expires_at=expires_at, models_digest=models_digest,
                    info=_info(self, CALL, summary or f"call: {function}", reply_to,
                               correlation, client))
 
@@ -382,6 +398,7 @@ def realtime(
     max_wall_s: float | None = None,
     expires_at: float | None = None,
     alarms_topic: str | None = None,
+    models_digest: str | None = None,
 ) -> str:
     """Run a real-time ``scenario`` until its ``time.stop`` or a ``stop`` command.
 
@@ -429,4 +446,5 @@ def realtime(
             steering.close()
 
     return _answer(compute, request_id=request_id, controller=controller, reply_to=reply_to,
-                   correlation=correlation, info=info, expires_at=expires_at)
+                   correlation=correlation, info=info, expires_at=expires_at,
+                   models_digest=models_digest)

@@ -45,7 +45,7 @@ from scenario_builder.sweeps import Sweep, best_case, run_case
 
 from .app import app
 from .jobboard import JobBoard
-from .jobs import _RETRY, _board, _persist, _stop_flag, outbox, timeout_message
+from .jobs import _RETRY, _board, _persist, _stop_flag, other_models, outbox, timeout_message
 from .queues import SWEEP_CHUNK
 
 __all__ = ["sweep_chunk", "SweepStore", "sweep_key", "table_fields", "MAX_FAILED_SHOWN",
@@ -247,6 +247,7 @@ def sweep_chunk(
     total: int = 0,
     chunks: int = 1,
     max_rows: int = 10_000,
+    models_digest: str | None = None,
 ) -> str:
     """Run cases ``first`` … of sweep ``request_id`` (chunk ``chunk`` of ``chunks``; the
     sweep has ``total`` cases); store their rows, send them as a ``data`` reply, and
@@ -257,7 +258,13 @@ def sweep_chunk(
     if _persist(lambda: outbox().finished(controller, [request_id]))[0]:
         return "the sweep was answered already"
     state = _persist(lambda: store.start(expires_at))
-    if state == "run":
+    mismatch = other_models(models_digest)
+    entries: list[tuple[int, str, dict[str, Any]]]
+    if mismatch is not None and state == "run":
+        entries = [(first + i, "failed", {"row": [first + i, *v, *[None] * len(part.collect)],
+                                          "failed": mismatch.as_reply()})
+                   for i, v in enumerate(part.cases)]
+    elif state == "run":
         entries = _run_cases(scenario, part, first, _stop_flag(controller, request_id))
     else:
         entries = [(first + i, "dropped", {"dropped": 1}) for i in range(len(part.cases))]
