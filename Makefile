@@ -36,6 +36,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/realtime.py
 	$(BIN)/python bench/fairness.py
 	$(BIN)/python bench/redis_footprint.py
+	$(BIN)/python bench/sweep.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -6,6 +6,8 @@ worker started with another model set refusing the job."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -94,3 +96,51 @@ def test_a_worker_with_another_model_set_refuses_the_job(
         assert "model library" in error["message"] and "TWIN_MODEL_PATH" in error["message"]
     finally:
         parts.stop()
+
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "cooling-tower"
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: Any) -> Path:
+    """The worked example, installed by pip into a folder of its own (as an operator
+    installs it next to twinctl), on the stack's PYTHONPATH."""
+    site = tmp_path_factory.mktemp("site")
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                           "--target", str(site), str(EXAMPLE)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return site
+
+
+def test_the_installed_example_package_runs_connected_to_a_built_in_model(
+        installed: Path, redis_server: Any, mqtt_server: Any, tmp_path: Path) -> None:
+    env = stack_env(redis_server, mqtt_server, PYTHONPATH=str(installed),
+                    TWIN_PLUGINS="twinctl-cooling-tower")
+    with running_stack(env, tmp_path / "logs", workers=1) as stack:
+        s = stack.settings
+        orch = Orchestrator(s.mqtt.host, s.mqtt.port, s.mqtt_prefix, s.controller_id)
+        try:
+            described = orch.request({"id": new_id("d"), "cmd": "describe"})[-1]
+            tower = described["models"]["CoolingTower"]
+            assert tower["source"] == "plugin:twinctl-cooling-tower"
+            assert {p["name"]: p["unit"] for p in tower["inputs"]} == {
+                "t_in": "K", "flow": "m3/s", "t_wb": "K"}
+            q, volume, e, t_in, t_wb, t0 = 0.02, 20.0, 0.6, 308.15, 293.15, 300.15
+            result = orch.request({"id": new_id("run"), "cmd": "run", "scenario": {
+                "mode": "dynamic",
+                "elements": {"pump": {"model": "Step", "params": {"final": q,
+                                                                  "step_time": 0}},
+                             "tower": {"model": "CoolingTower"}},
+                "connections": [{"from": "pump.y", "to": "tower.flow"}],
+                "outputs": ["tower.temperature", "tower.duty"],
+                "time": {"start": 0, "stop": 3000, "step": 300}}}, timeout=30)[-1]
+        finally:
+            orch.close()
+    assert result["type"] == "result" and result["status"] == "ok", result
+    t_out = t_in - e * (t_in - t_wb)  # the fill's outlet; the basin relaxes towards it
+    for t, temp in zip(result["t"], result["values"]["tower.temperature"], strict=True):
+        assert temp == pytest.approx(t_out + (t0 - t_out) * math.exp(-q * t / volume),
+                                     rel=1e-6)
+    assert result["values"]["tower.duty"][-1] == pytest.approx(
+        998.0 * 4182.0 * q * e * (t_in - t_wb), rel=1e-9)

@@ -9,6 +9,8 @@
     twinctl describe                      the controller's model library as tables
     twinctl status                        the controllers online/offline, their queues
     twinctl alarms                        the controller's live alarms (--json)
+    twinctl check-model TARGET            check a model (module:Class or a .py file)
+    twinctl new-model NAME                write a model file to start from
     twinctl demo                          start the stack, run a scenario, stop
 
 Settings come from ``TWIN_*`` environment variables (see :mod:`common.settings`);
@@ -380,6 +382,52 @@ def cmd_alarms(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_check_model(args: argparse.Namespace, settings: Settings) -> int:
+    """Check a model (``module:Class`` or a ``.py`` file): a report, exit 0 when every
+    check passes (or is skipped), 1 when one fails or nothing could be loaded."""
+    from .modelcheck import check_model, load_target, passed
+
+    try:
+        params = json.loads(args.params) if args.params else {}
+    except ValueError as exc:
+        print(f"twinctl check-model: --params is not JSON: {exc}", file=sys.stderr)
+        return 1
+    classes, problems = load_target(args.target)
+    for problem in problems:
+        print(f"FAIL  load: {problem}")
+    ok = not problems and bool(classes)
+    for cls in classes:
+        print(f"{cls.name} ({args.target})")
+        checks = check_model(cls, params)
+        for check in checks:
+            print(f"  {check.status:<4}  {check.name}: {check.detail}")
+        ok = ok and passed(checks)
+    print("passed" if ok else "failed")
+    return 0 if ok else 1
+
+
+def cmd_new_model(args: argparse.Namespace, settings: Settings) -> int:
+    """Write a model file with every declaration filled in, which check-model passes."""
+    import re
+
+    name = args.name
+    if not re.fullmatch(r"[A-Z][A-Za-z0-9]*", name):
+        print("twinctl new-model: NAME must be a class name in CamelCase, e.g. CoolingTower",
+              file=sys.stderr)
+        return 1
+    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    path = Path(args.dir) / f"{snake}.py"
+    if path.exists():
+        print(f"twinctl new-model: {path} exists; not overwritten", file=sys.stderr)
+        return 1
+    template = (Path(__file__).parent / "templates" / "model.py.txt").read_text("utf-8")
+    path.write_text(template.replace("{title}", name).replace("{cls}", name)
+                    .replace("{name}", name).replace("{file}", path.name), "utf-8")
+    print(f"wrote {path}: check it with `twinctl check-model {path}`, then put its folder "
+          "in TWIN_MODEL_PATH")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     """The retained status of every controller under the prefix: online or offline,
     queue depths, outbox size. Exits 1 when none has published one."""
@@ -511,6 +559,19 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true",
                         help="print {controller: status} as one JSON object")
     status.set_defaults(func=cmd_status)
+
+    check = sub.add_parser("check-model", help="check a model before the controller loads "
+                                               "it: declarations, schema, equations")
+    check.add_argument("target", help="package.module:Class, or a .py file of models")
+    check.add_argument("--params", default=None,
+                       help="JSON values for parameters without a default")
+    check.set_defaults(func=cmd_check_model)
+
+    new = sub.add_parser("new-model", help="write a model file to start from (a cooling "
+                                           "tower basin, every declaration filled in)")
+    new.add_argument("name", help="the class and model name, CamelCase")
+    new.add_argument("--dir", default=".", help="where to write it (.)")
+    new.set_defaults(func=cmd_new_model)
 
     alarms = sub.add_parser("alarms", help="the controller's live alarms as a table")
     alarms.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (30)")
