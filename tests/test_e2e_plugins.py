@@ -6,6 +6,7 @@ worker started with another model set refusing the job."""
 from __future__ import annotations
 
 import math
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -106,8 +107,10 @@ def installed(tmp_path_factory: Any) -> Path:
     """The worked example, installed by pip into a folder of its own (as an operator
     installs it next to twinctl), on the stack's PYTHONPATH."""
     site = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("src") / "cooling-tower"
+    shutil.copytree(EXAMPLE, source)  # (pip builds in the source: not in the checkout)
     done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                           "--target", str(site), str(EXAMPLE)],
+                           "--target", str(site), str(source)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return site
