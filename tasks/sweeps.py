@@ -47,6 +47,7 @@ from .app import app
 from .jobboard import JobBoard
 from .jobs import _RETRY, _board, _persist, _stop_flag, other_models, outbox, timeout_message
 from .queues import SWEEP_CHUNK
+from .replies import encode_json
 
 __all__ = ["sweep_chunk", "SweepStore", "sweep_key", "table_fields", "MAX_FAILED_SHOWN",
            "POLL_S"]
@@ -129,14 +130,13 @@ class SweepStore:
         self.rid = request_id
         self.key = sweep_key(board.cid, request_id)
         self.ttl = ttl
-
-    def _script(self, source: str) -> Any:
-        return self.redis.register_script(source)
+        self._start, self._store, self._report = (self.redis.register_script(lua)
+                                                  for lua in (_START, _STORE, _REPORT))
 
     def start(self, expires_at: float | None) -> str:
         """``run``, ``stop`` (a stop was asked) or ``expired`` (the ttl ran out before any
         chunk of the sweep started)."""
-        found = self._script(_START)(
+        found = self._start(
             keys=[self.key, self.board.steer_key(self.rid), self.board.jobs_key],
             args=[self.ttl, "" if expires_at is None else repr(expires_at), repr(time.time()),
                   self.rid])
@@ -148,13 +148,13 @@ class SweepStore:
         unless stored already; (cases done, cases dropped) of the whole sweep."""
         args: list[Any] = [self.ttl, self.rid, total]
         for case, kind, entry in entries:
-            args += [f"c{case}", kind, _dumps(entry)]
-        done, dropped = self._script(_STORE)(keys=[self.key, self.board.jobs_key], args=args)
+            args += [f"c{case}", kind, encode_json(entry)]
+        done, dropped = self._store(keys=[self.key, self.board.jobs_key], args=args)
         return int(done), int(dropped)
 
     def report(self, chunk: int) -> int:
         """Chunk ``chunk`` has stored its rows and sent its ``data``: how many have."""
-        return int(self._script(_REPORT)(keys=[self.key], args=[self.ttl, f"k{chunk}"]))
+        return int(self._report(keys=[self.key], args=[self.ttl, f"k{chunk}"]))
 
     def reported(self, chunks: int) -> list[bool]:
         """Whether each of the sweep's ``chunks`` chunks has reported (for the ingress's
@@ -173,12 +173,6 @@ class SweepStore:
 
     def delete(self) -> None:
         self.redis.delete(self.key)
-
-
-def _dumps(entry: dict[str, Any]) -> str:
-    from .replies import encode_json
-
-    return encode_json(entry)
 
 
 # ----- one chunk ---------------------------------------------------------------------
