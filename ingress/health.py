@@ -70,11 +70,21 @@ class Health:
             (log.error if on else log.warning)("alarm %s %s: %s", alarm,
                                                "raised" if on else "cleared", message)
 
-    def depths(self, depths: dict[str, int]) -> None:
-        """``queue_full`` and ``outbox_filling`` from the depths of this tick."""
+    def tick(self, depths: dict[str, int]) -> None:
+        """The monitor's tick: ``queue_full`` and ``outbox_filling`` from the depths, and
+        the shelves that ended, from one read of the alarms."""
+        records = self.board.records()
+        self.depths(depths, records)
+        self.shelves(records)
+
+    def depths(self, depths: dict[str, int],
+               records: dict[tuple[str, str], dict[str, Any]] | None = None) -> None:
+        """``queue_full`` and ``outbox_filling`` from the depths of this tick
+        (``records``: the alarms as read this tick, else read now)."""
         s = self.settings
+        recs = self.board.records() if records is None else records
         waiting = sum(depths.get(q, 0) for q in queues.ADMITTED)
-        active = self._is_active("queue_full")
+        active = _active(recs, "queue_full")
         if waiting >= s.max_queued or (active and waiting >= 0.9 * s.max_queued):
             self._set("queue_full", True, value=waiting, limit=s.max_queued, message=(
                 f"{waiting} jobs wait in the queues, as many as this controller admits "
@@ -85,7 +95,7 @@ class Health:
                 f"{waiting} jobs wait, below 90 % of TWIN_MAX_QUEUED = {s.max_queued}: "
                 "runs and calls are admitted again"))
         outbox, bound = depths.get("outbox", 0), s.outbox_max
-        active = self._is_active("outbox_filling")
+        active = _active(recs, "outbox_filling")
         if outbox >= 0.8 * bound or (active and outbox >= 0.7 * bound):
             self._set("outbox_filling", True, value=outbox, limit=round(0.8 * bound),
                       message=(f"{outbox} replies wait in the outbox, {outbox / bound:.0%} of "
@@ -141,10 +151,14 @@ class Health:
             self._set("no_worker", False, value=0, message=(
                 "every queue with jobs has a live worker again"))
 
-    def shelves(self) -> None:
+    def shelves(self, records: dict[tuple[str, str], dict[str, Any]] | None = None) -> None:
         """Unshelve the alarms whose shelf has ended."""
-        for source, alarm in self.board.due_shelves():
+        for source, alarm in self.board.due_shelves(records=records):
             self.board.event(source, alarm, "unshelved", message="its shelf ended")
+
+
+def _active(records: dict[tuple[str, str], dict[str, Any]], alarm: str) -> bool:
+    return bool(records.get((CONTROLLER, alarm), {}).get("active"))
 
 
 def consumed_queues(app: Any, timeout: float = 1.0) -> set[str] | None:

@@ -148,8 +148,7 @@ class Monitor:
             return
         try:
             self.health.redis_answered()
-            self.health.depths(depths)
-            self.health.shelves()
+            self.health.tick(depths)
         except redis.RedisError as exc:
             log.debug("health alarms not checked: %s", exc)
 

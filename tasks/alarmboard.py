@@ -220,14 +220,21 @@ class AlarmBoard:
             n += 1
         return n
 
-    def due_shelves(self, now: float | None = None) -> list[tuple[str, str]]:
-        """(source, alarm) of the shelved alarms whose shelf has ended."""
-        now = time.time() if now is None else now
+    def records(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Every live alarm's record, by (source, alarm): one read of the hash."""
         found: dict[bytes, bytes] = self.redis.hgetall(self.key)  # type: ignore[assignment]
-        due = []
+        out = {}
         for field, raw in found.items():
-            until = json.loads(raw).get("shelved_until")
-            if until is not None and float(until) <= now:
-                source, _, alarm = field.decode().partition("\x00")
-                due.append((source, alarm))
-        return due
+            source, _, alarm = field.decode().partition("\x00")
+            out[(source, alarm)] = dict(json.loads(raw))
+        return out
+
+    def due_shelves(self, now: float | None = None,
+                    records: dict[tuple[str, str], dict[str, Any]] | None = None
+                    ) -> list[tuple[str, str]]:
+        """(source, alarm) of the shelved alarms whose shelf has ended (``records``: as
+        :meth:`records` read them this tick, else read now)."""
+        now = time.time() if now is None else now
+        recs = self.records() if records is None else records
+        return [key for key, rec in recs.items()
+                if rec.get("shelved_until") is not None and float(rec["shelved_until"]) <= now]
